@@ -1,0 +1,3 @@
+//! The durable chunk buffer between the router and each output.
+//!
+//! OWNER: buffer helper. STUB.

@@ -1,0 +1,1 @@
+//! Wires config, inputs, router and outputs together, and owns shutdown.

@@ -1,0 +1,3 @@
+//! Inputs: where events enter tidepool.
+
+pub mod forward;

@@ -1,0 +1,3 @@
+//! Routing by tag: patterns and the router snapshot.
+
+pub mod pattern;
