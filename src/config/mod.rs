@@ -25,7 +25,7 @@ pub struct Config {
     /// Routes, in file order: the first whose pattern matches a tag wins.
     pub matches: Vec<MatchConfig>,
     /// Named outputs referenced by matches.
-    pub outputs: BTreeMap<String, OutputConfig>,
+    pub outputs: BTreeMap<String, OutputDef>,
 }
 
 /// Every problem found in a config, each as `file:line:col: key: problem`.
@@ -182,7 +182,16 @@ pub struct MatchConfig {
     pub outputs: Vec<String>,
 }
 
-/// One `[output.NAME]`.
+/// One `[output.NAME]`: what it is, and the buffer in front of it.
+#[derive(Clone, Debug)]
+pub struct OutputDef {
+    /// The output's own settings.
+    pub kind: OutputConfig,
+    /// Its buffer (`buffer = { ... }`); file by default, memory for `stdout` and `null`.
+    pub buffer: BufferConfig,
+}
+
+/// What an output is (`type = ...`) and its own settings.
 #[derive(Clone, Debug)]
 pub enum OutputConfig {
     /// `type = "null"`: discards.
@@ -203,4 +212,66 @@ pub struct FileOutputConfig {
     pub time_key: Option<String>,
     /// Record key that receives the tag, if set.
     pub tag_key: Option<String>,
+}
+
+/// `buffer = { ... }` of an output (Fluentd's `<buffer>` parameters, same names).
+#[derive(Clone, Debug)]
+pub struct BufferConfig {
+    /// File (durable, the default) or memory (lost on crash).
+    pub kind: BufferKind,
+    /// A staged chunk is queued once it reaches this size (default 8 MiB).
+    pub chunk_limit_size: u64,
+    /// ... or this many records (default: no limit).
+    pub chunk_limit_records: Option<u64>,
+    /// ... or this age (default 1 s).
+    pub flush_interval: Duration,
+    /// Parallel flush workers (default 2).
+    pub flush_thread_count: usize,
+    /// First retry delay (default 1 s); doubles with jitter.
+    pub retry_wait: Duration,
+    /// Largest retry delay (default 5 min).
+    pub retry_max_interval: Duration,
+    /// Retries before dead-lettering (default: none, bounded by `retry_timeout`).
+    pub retry_max_times: Option<u32>,
+    /// Give up (dead letter) after retrying this long (default 72 h).
+    pub retry_timeout: Duration,
+    /// Never give up on retryable errors.
+    pub retry_forever: bool,
+    /// Most bytes staged plus queued (default 1 GiB).
+    pub total_limit_size: u64,
+    /// What happens when `total_limit_size` is reached.
+    pub overflow_action: OverflowAction,
+    /// When appended data is synced before the ack.
+    pub fsync: FsyncPolicy,
+}
+
+/// Where a buffer keeps chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferKind {
+    /// Chunk files under `data_dir/buffer/<output>`; acks wait for the covering fsync.
+    File,
+    /// In memory, bounded; lost on crash.
+    Memory,
+}
+
+/// `overflow_action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverflowAction {
+    /// Stall the sending connections (TCP backpressure); never ack what is not stored.
+    Block,
+    /// Drop the oldest queued chunk, loudly counted.
+    DropOldestChunk,
+    /// Refuse the batch: no ack, the client retries.
+    ThrowException,
+}
+
+/// `fsync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `"commit"`: ack only after an fdatasync covering the append (group commit).
+    Commit,
+    /// `"interval:<dur>"`: ack after write, sync periodically (weaker).
+    Interval(Duration),
+    /// `"never"`: leave syncing to the OS (weakest).
+    Never,
 }
