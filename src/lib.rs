@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod input;
+pub mod metrics;
 pub mod msgpack;
 pub mod output;
 pub mod pipeline;

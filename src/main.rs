@@ -1,1 +1,193 @@
-fn main() {}
+//! The `tidepool` command: the daemon and its operator tools.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tidepool::config::{Config, DEFAULT_CONFIG};
+
+/// A Fluentd-compatible log aggregator: forward protocol in, durable buffer, outputs.
+#[derive(Parser, Debug)]
+#[command(name = "tidepool", version, about)]
+struct Cli {
+    /// More log detail: -v debug, -vv trace (like Fluentd's -v / -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArg {
+    /// Config file (default: conf/tidepool.toml if present, else the built-in default).
+    #[arg(short = 'c', long = "config", global = true)]
+    file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate a config and exit non-zero with `file:line: what is wrong`.
+    Check,
+    /// Send JSON lines from stdin as forward events and wait for their acks.
+    Cat(CatArgs),
+    /// Show, export or regenerate the generated TLS certificates.
+    Certs(CertsArgs),
+}
+
+#[derive(Args, Debug)]
+struct CatArgs {
+    /// Tag of the events, e.g. td.test_database.cpu_info.
+    tag: String,
+    /// Where to send.
+    #[arg(long, default_value = "127.0.0.1:24227")]
+    addr: String,
+    /// Use TLS.
+    #[arg(long)]
+    tls: bool,
+    /// CA certificate to trust (default with --tls: the generated certs/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Skip certificate verification (testing only).
+    #[arg(long)]
+    insecure: bool,
+    /// Server name to verify (default: the host part of --addr).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Shared key for the forward handshake.
+    #[arg(long)]
+    shared_key: Option<String>,
+    /// Hostname to present in the handshake.
+    #[arg(long, default_value = "tidepool-cat")]
+    hostname: String,
+    /// Username for user_auth.
+    #[arg(long)]
+    username: Option<String>,
+    /// Password for user_auth.
+    #[arg(long)]
+    password: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct CertsArgs {
+    /// Print the CA as a C header for Mbed OS firmware.
+    #[arg(long)]
+    c_header: bool,
+    /// Name of the C array.
+    #[arg(long, default_value = "SSL_CA_PEM")]
+    name: String,
+    /// Make a new CA and server certificate (devices then need the new CA).
+    #[arg(long)]
+    regenerate: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tidepool: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Which config a command uses: `-c FILE`, else `conf/tidepool.toml`, else built in.
+fn load_config(arg: &ConfigArg) -> anyhow::Result<Result<Config, String>> {
+    let (result, origin) = match &arg.file {
+        Some(p) => (Config::load(p), p.display().to_string()),
+        None if Path::new("conf/tidepool.toml").exists() => {
+            let p = Path::new("conf/tidepool.toml");
+            (Config::load(p), p.display().to_string())
+        }
+        None => (
+            Config::parse(DEFAULT_CONFIG, "<built-in default>"),
+            "<built-in default>".to_string(),
+        ),
+    };
+    Ok(result.map_err(|e| format!("{e}\n{origin}: config rejected")))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let config = match load_config(&cli.config)? {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            tracing::info!(
+                "tidepool {} starting with config {}",
+                env!("CARGO_PKG_VERSION"),
+                config.origin
+            );
+            runtime.block_on(tidepool::daemon::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => match load_config(&cli.config)? {
+            Ok(c) => {
+                println!("{}: ok", c.origin);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(msg) => {
+                eprintln!("{msg}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Cat(args) => runtime.block_on(cat(args)),
+        Command::Certs(args) => certs(&cli.config, args),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
+    let _ = args;
+    anyhow::bail!("cat: not wired yet")
+}
+
+fn certs(config: &ConfigArg, args: CertsArgs) -> anyhow::Result<ExitCode> {
+    let _ = (config, args);
+    anyhow::bail!("certs: not wired yet")
+}

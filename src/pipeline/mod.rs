@@ -1,3 +1,6 @@
-//! Routing by tag: patterns and the router snapshot.
+//! Routing by tag: Fluentd's tag patterns and the immutable router snapshot.
 
 pub mod pattern;
+pub mod router;
+
+pub use router::{EmitError, Routed, Router};

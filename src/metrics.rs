@@ -1,0 +1,89 @@
+//! Counters for everything that enters, leaves or is refused, kept in one place so the
+//! HTTP API can expose them and no loss is ever invisible.
+//!
+//! Plain atomics: the ingest path only ever adds, and readers take a relaxed snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one forward input (one listener).
+#[derive(Debug, Default)]
+pub struct InputMetrics {
+    /// Connections accepted and handed to a task.
+    pub connections_accepted: AtomicU64,
+    /// Connections refused before a task started (allow-list, max_connections).
+    pub connections_refused: AtomicU64,
+    /// Connections currently open.
+    pub connections_open: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
+    /// Forward handshakes (shared key) that were refused.
+    pub auth_failures: AtomicU64,
+    /// Frames decoded successfully.
+    pub frames: AtomicU64,
+    /// Bytes read from clients.
+    pub bytes: AtomicU64,
+    /// Events accepted and routed.
+    pub events: AtomicU64,
+    /// Acks written.
+    pub acks: AtomicU64,
+    /// Non-log signals (Fluent Bit metrics, traces) accepted but not routed.
+    pub signals_discarded: AtomicU64,
+    /// Connections closed because of bad input, by reason.
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl InputMetrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one rejected frame or connection under a short reason label.
+    pub fn reject(&self, reason: &'static str) {
+        if let Ok(mut map) = self.rejections.lock() {
+            *map.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Rejections so far, by reason label.
+    pub fn rejections(&self) -> BTreeMap<&'static str, u64> {
+        self.rejections
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Counters of the router.
+#[derive(Debug, Default)]
+pub struct RouterMetrics {
+    /// Events whose tag no `[[match]]` matched, by tag.
+    unmatched: Mutex<BTreeMap<String, u64>>,
+}
+
+impl RouterMetrics {
+    /// Counts unmatched events of `tag`; returns true the first time the tag is seen,
+    /// so the caller logs it once per tag rather than once per event.
+    pub fn unmatched(&self, tag: &str, n: u64) -> bool {
+        let Ok(mut map) = self.unmatched.lock() else {
+            return false;
+        };
+        match map.get_mut(tag) {
+            Some(c) => {
+                *c += n;
+                false
+            }
+            None => {
+                map.insert(tag.to_string(), n);
+                true
+            }
+        }
+    }
+
+    /// Unmatched events so far, by tag.
+    pub fn unmatched_counts(&self) -> BTreeMap<String, u64> {
+        self.unmatched.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
