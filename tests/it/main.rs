@@ -1,1 +1,10 @@
+//! Integration tests: a real `tidepool` process, real sockets, real TLS, real files.
+//! One test binary so the 2-core CI links once.
 
+mod bad_input;
+mod cli;
+mod clients;
+mod handshake;
+mod tls;
+mod util;
+mod vectors;

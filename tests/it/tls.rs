@@ -1,0 +1,179 @@
+//! Real TLS against a real daemon: generated certificates that survive restarts, TLS
+//! 1.2 and 1.3 clients, and keys from files with a passphrase.
+
+use crate::util::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+fn tls_config() -> String {
+    plain_config(r#"tls = { generate = true, common_name = ["127.0.0.1", "localhost"] }"#)
+}
+
+/// A client that trusts only `ca` and speaks only `versions`.
+pub fn client_config(
+    ca: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
+        roots.add(cert.expect("CA cert")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Sends one acked message over TLS; returns the negotiated version.
+pub fn send_over_tls(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    name: &str,
+    tag: &str,
+) -> rustls::ProtocolVersion {
+    let server_name = ServerName::try_from(name.to_string()).expect("name");
+    let conn = rustls::ClientConnection::new(cfg, server_name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, connect(addr));
+    let rec = rmpv::Value::Map(vec![("secure".into(), true.into())]);
+    tls.write_all(&message_with_ack(tag, &rec, "tls-chunk"))
+        .expect("TLS write");
+    let want = ack_for("tls-chunk");
+    assert_eq!(read_n(&mut tls, want.len()), want, "ack over TLS");
+    tls.conn.protocol_version().expect("negotiated")
+}
+
+#[test]
+fn tls12_and_tls13_clients_pinned_to_the_generated_ca_get_acks() {
+    let d = TestDaemon::start(&tls_config());
+    let ca = d.dir.join("certs/ca.pem");
+    let v12 = send_over_tls(
+        d.addr(0),
+        client_config(&ca, &[&rustls::version::TLS12]),
+        "127.0.0.1",
+        "tls.v12",
+    );
+    assert_eq!(v12, rustls::ProtocolVersion::TLSv1_2);
+    let v13 = send_over_tls(
+        d.addr(0),
+        client_config(&ca, &[&rustls::version::TLS13]),
+        "localhost",
+        "tls.v13",
+    );
+    assert_eq!(v13, rustls::ProtocolVersion::TLSv1_3);
+    assert_eq!(
+        d.wait_records("data/out/tls.v12.jsonl", 1)[0]["secure"],
+        true
+    );
+}
+
+#[test]
+fn generated_certificates_are_identical_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut first = TestDaemon::start_in(dir.path(), &tls_config());
+    let read = |f: &str| std::fs::read(dir.path().join("certs").join(f)).expect("cert file");
+    let (ca1, srv1) = (read("ca.pem"), read("server.pem"));
+    let pinned = client_config(&dir.path().join("certs/ca.pem"), &[&rustls::version::TLS12]);
+    send_over_tls(first.addr(0), pinned.clone(), "127.0.0.1", "restart.before");
+    assert!(first.stop().success());
+
+    let second = TestDaemon::start_in(dir.path(), &tls_config());
+    assert_eq!(read("ca.pem"), ca1, "CA changed on restart");
+    assert_eq!(
+        read("server.pem"),
+        srv1,
+        "server certificate changed on restart"
+    );
+    send_over_tls(second.addr(0), pinned, "127.0.0.1", "restart.after");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca.key", "server.key"] {
+            let mode = std::fs::metadata(dir.path().join("certs").join(key))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key} mode");
+        }
+    }
+}
+
+fn openssl_available() -> bool {
+    std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// An ECDSA P-256 certificate and a passphrase-encrypted PKCS#8 key made by openssl.
+fn encrypted_key_files(dir: &Path, pass: &str) {
+    let status = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-passout",
+        ])
+        .arg(format!("pass:{pass}"))
+        .output()
+        .expect("openssl");
+    assert!(
+        status.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let key = std::fs::read_to_string(dir.join("key.pem")).expect("key");
+    assert!(key.contains("ENCRYPTED"), "openssl wrote an encrypted key");
+}
+
+fn file_tls_config() -> String {
+    plain_config(r#"tls = { cert = "cert.pem", key = "key.pem", passphrase = "${TP_KEY_PASS}" }"#)
+}
+
+#[test]
+fn an_encrypted_key_loads_with_the_right_passphrase_and_is_refused_with_a_wrong_one() {
+    if !openssl_available() && skip("the openssl command is not installed") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    encrypted_key_files(dir.path(), "right horse battery");
+    std::fs::write(dir.path().join("tidepool.toml"), file_tls_config()).expect("config");
+
+    let bad = tidepool_cmd(dir.path())
+        .args(["-c", "tidepool.toml", "run"])
+        .env("TP_KEY_PASS", "wrong")
+        .output()
+        .expect("run");
+    assert!(!bad.status.success(), "started with a wrong passphrase");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("key.pem"), "error names the key file: {err}");
+
+    let d = TestDaemon::start_in_with_env(
+        dir.path(),
+        &file_tls_config(),
+        &[("TP_KEY_PASS", "right horse battery")],
+    );
+    let cfg = client_config(&dir.path().join("cert.pem"), &[&rustls::version::TLS12]);
+    send_over_tls(d.addr(0), cfg, "127.0.0.1", "file.key");
+}

@@ -1,0 +1,309 @@
+//! Test helpers: a real `tidepool` child process on ephemeral ports, raw clients, and
+//! polling for outcomes (never fixed sleeps: we wait for a positive sign, with a cap).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous cap on waiting for something that should happen in milliseconds; only a
+/// broken build ever reaches it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The vectors copied from real clients.
+pub fn vector(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vectors")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// The vectors' manifest.
+pub fn manifest() -> serde_json::Value {
+    let raw = vector("manifest.json");
+    serde_json::from_slice(&raw).expect("manifest.json parses")
+}
+
+/// Polls `f` until it returns Some, or panics after [`PATIENCE`] with `what`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether tests needing an external service must fail instead of skipping.
+pub fn services_required() -> bool {
+    std::env::var("TIDEPOOL_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Skips (returns true after printing why) unless services are required, then panics.
+pub fn skip(reason: &str) -> bool {
+    assert!(
+        !services_required(),
+        "TIDEPOOL_REQUIRE_SERVICES=1 but {reason}"
+    );
+    eprintln!("SKIPPED: {reason}");
+    true
+}
+
+/// A `tidepool` child process with its own directory, config and captured output.
+pub struct TestDaemon {
+    child: Option<Child>,
+    /// Working directory: config, data/ and certs/ live here.
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// Listening addresses in config order.
+    pub addrs: Vec<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl TestDaemon {
+    /// Writes `config` as `tidepool.toml` in a fresh temp dir and starts the daemon there.
+    pub fn start(config: &str) -> TestDaemon {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut d = TestDaemon::start_in(&dir, config);
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// Starts the daemon in `dir` (kept by the caller, e.g. across restarts).
+    pub fn start_in(dir: &Path, config: &str) -> TestDaemon {
+        TestDaemon::start_in_with_env(dir, config, &[])
+    }
+
+    /// Like [`TestDaemon::start_in`], with extra environment variables.
+    pub fn start_in_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> TestDaemon {
+        let expected = config.matches("[[source]]").count();
+        std::fs::write(dir.join("tidepool.toml"), config).expect("write config");
+        let mut child = tidepool_cmd(dir)
+            .envs(env.iter().copied())
+            .args(["-c", "tidepool.toml", "run"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tidepool");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        pump(child.stderr.take().expect("stderr"), stderr.clone(), true);
+        pump(child.stdout.take().expect("stdout"), stdout.clone(), false);
+        let mut d = TestDaemon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            addrs: Vec::new(),
+            stderr,
+            stdout,
+        };
+        d.addrs = wait_for("the daemon's listening lines", || {
+            if let Some(c) = d.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("tidepool exited early ({status}):\n{}", d.stderr());
+            }
+            let addrs = listening_addrs(&d.stderr());
+            (addrs.len() >= expected).then_some(addrs)
+        });
+        d
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Everything the daemon printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_for(&format!("log line containing {needle:?}"), || {
+            self.stderr().contains(needle).then_some(())
+        });
+    }
+
+    /// Address of the `i`th source.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i]
+    }
+
+    /// Lines of a file under the daemon's directory (empty when absent).
+    pub fn lines(&self, rel: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(rel))
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `rel` has at least `n` lines and returns them as JSON values.
+    pub fn wait_records(&self, rel: &str, n: usize) -> Vec<serde_json::Value> {
+        let lines = wait_for(&format!("{n} lines in {rel}"), || {
+            let l = self.lines(rel);
+            (l.len() >= n).then_some(l)
+        });
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().expect("wait")
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A `tidepool` command run in `dir`.
+pub fn tidepool_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tidepool"));
+    c.current_dir(dir).env_remove("RUST_LOG");
+    c
+}
+
+fn pump(src: impl Read + Send + 'static, into: Arc<Mutex<String>>, echo: bool) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(src);
+        let mut line = String::new();
+        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+            if echo && std::env::var_os("TIDEPOOL_TEST_ECHO").is_some() {
+                eprint!("[tidepool] {line}");
+            }
+            if let Ok(mut s) = into.lock() {
+                s.push_str(&line);
+            }
+            line.clear();
+        }
+    });
+}
+
+fn listening_addrs(log: &str) -> Vec<SocketAddr> {
+    log.lines()
+        .filter_map(|l| l.split("listening on ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|a| {
+            a.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// A config with one plain forward source on an ephemeral port and a file output.
+pub fn plain_config(extra_source: &str) -> String {
+    format!(
+        r#"[server]
+data_dir = "data"
+certs_dir = "certs"
+shutdown_timeout = "10s"
+
+[[source]]
+type = "forward"
+listen = "127.0.0.1:0"
+{extra_source}
+
+[[match]]
+pattern = "**"
+outputs = ["out"]
+
+[output.out]
+type = "file"
+path = "out/${{tag}}.jsonl"
+time_key = "time"
+"#
+    )
+}
+
+/// Connects with a read timeout so a broken server fails the test instead of hanging.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// Reads until the peer closes; returns what it sent.
+pub fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    s.read_exact(&mut out).expect("read reply");
+    out
+}
+
+/// A Message-mode frame `[tag, time, record, {"chunk": id}]` asking for an ack.
+pub fn message_with_ack(tag: &str, record: &rmpv::Value, chunk: &str) -> Vec<u8> {
+    let v = rmpv::Value::Array(vec![
+        tag.into(),
+        rmpv::Value::from(1_700_000_000u64),
+        record.clone(),
+        rmpv::Value::Map(vec![("chunk".into(), chunk.into())]),
+    ]);
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &v).expect("encode");
+    out
+}
+
+/// The ack a server must answer to `chunk`.
+pub fn ack_for(chunk: &str) -> Vec<u8> {
+    let v = rmpv::Value::Map(vec![("ack".into(), chunk.into())]);
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &v).expect("encode");
+    out
+}
+
+/// Sends one Message frame with an ack on a fresh connection and checks the ack: the
+/// positive sign that the daemon still serves after whatever a test did.
+pub fn assert_serves(addr: SocketAddr, tag: &str) {
+    let mut s = connect(addr);
+    let chunk = "still-serving";
+    let rec = rmpv::Value::Map(vec![("alive".into(), true.into())]);
+    s.write_all(&message_with_ack(tag, &rec, chunk))
+        .expect("write");
+    let want = ack_for(chunk);
+    assert_eq!(
+        read_n(&mut s, want.len()),
+        want,
+        "ack from a fresh connection"
+    );
+}
