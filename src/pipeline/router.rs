@@ -8,7 +8,37 @@ use crate::event::{Batch, Signal};
 use crate::metrics::RouterMetrics;
 use crate::output::{Chunk, ChunkId, Output, OutputError};
 use crate::pipeline::pattern::TagPattern;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+type Wait = Pin<Box<dyn Future<Output = Result<(), EmitError>> + Send>>;
+
+/// The pending durability of one routed batch: resolves once every output's buffer
+/// has made it durable (for file buffers, after the covering fsync). The connection
+/// writes the client's ack only after this resolves.
+#[derive(Default)]
+pub struct Delivery {
+    waits: Vec<Wait>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("pending", &self.waits.len())
+            .finish()
+    }
+}
+
+impl Delivery {
+    /// Waits for every output; the first failure wins.
+    pub async fn wait(self) -> Result<(), EmitError> {
+        for w in self.waits {
+            w.await?;
+        }
+        Ok(())
+    }
+}
 
 /// One output as the router sees it: a name for messages and where batches go.
 #[derive(Debug)]
@@ -127,19 +157,22 @@ impl Router {
         self.routes.iter().find(|r| r.pattern.matches(tag))
     }
 
-    /// Hands a batch to every output of its route and returns once all accepted it.
+    /// Hands a batch to every output of its route. Returns once every output has
+    /// taken it (which may wait while a buffer is full: that is the backpressure), with
+    /// a [`Delivery`] that resolves once it is durable everywhere.
     ///
-    /// The caller acks the client only after this returns `Ok`, so an ack always
+    /// The caller acks the client only after the delivery resolves, so an ack always
     /// means every output has the events.
-    pub async fn emit(&self, batch: Batch) -> Result<Routed, EmitError> {
+    pub async fn emit(&self, batch: Batch) -> Result<(Routed, Delivery), EmitError> {
+        let delivery = Delivery::default();
         if batch.signal != Signal::Logs {
-            return Ok(Routed::SignalDiscarded);
+            return Ok((Routed::SignalDiscarded, delivery));
         }
         let Some(route) = self.route(&batch.tag) else {
             if self.metrics.unmatched(&batch.tag, u64::from(batch.count)) {
                 tracing::warn!(tag = %batch.tag, "no [[match]] matches this tag: its events are counted and dropped (logged once per tag)");
             }
-            return Ok(Routed::Unmatched);
+            return Ok((Routed::Unmatched, delivery));
         };
         for &i in &route.outputs {
             let Some(handle) = self.outputs.get(i) else {
@@ -160,8 +193,11 @@ impl Router {
                     error,
                 })?;
         }
-        Ok(Routed::Delivered {
-            outputs: route.outputs.len(),
-        })
+        Ok((
+            Routed::Delivered {
+                outputs: route.outputs.len(),
+            },
+            delivery,
+        ))
     }
 }

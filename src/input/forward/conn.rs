@@ -75,6 +75,12 @@ impl ConnContext {
     }
 }
 
+/// An ack owed to the client, written once its batch is durable.
+struct PendingAck {
+    delivery: crate::pipeline::Delivery,
+    ack: Vec<u8>,
+}
+
 /// Why a connection ended early.
 #[derive(Debug)]
 enum Closed {
@@ -232,18 +238,29 @@ async fn serve(
     shutdown: &CancellationToken,
 ) -> Result<(), Closed> {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let (ack_tx, mut ack_rx) = mpsc::channel::<Vec<u8>>(MAX_PENDING_ACKS);
+    let (ack_tx, mut ack_rx) = mpsc::channel::<PendingAck>(MAX_PENDING_ACKS);
     let reader = async move {
         let r = read_frames(&mut rd, buf, peer, ctx, shutdown, &ack_tx).await;
         drop(ack_tx);
         r
     };
     let writer = async {
-        while let Some(ack) = ack_rx.recv().await {
-            let mut out = ack;
-            // Coalesce acks that are already due into one write.
-            while let Ok(more) = ack_rx.try_recv() {
-                out.extend_from_slice(&more);
+        let metrics = &ctx.metrics;
+        while let Some(first) = ack_rx.recv().await {
+            let mut out = Vec::new();
+            let mut next = Some(first);
+            // Acks go out in order, each after its batch is durable; acks that are
+            // already due are coalesced into one write.
+            while let Some(p) = next.take() {
+                if let Err(e) = p.delivery.wait().await {
+                    return Err(Closed::Rejected {
+                        label: "emit_failed",
+                        reason: format!("{e}; no ack sent, the client will resend"),
+                    });
+                }
+                out.extend_from_slice(&p.ack);
+                InputMetrics::add(&metrics.acks, 1);
+                next = ack_rx.try_recv().ok();
             }
             if let Err(e) = wr.write_all(&out).await {
                 return Err(Closed::Quiet(format!("ack write failed: {e}")));
@@ -265,7 +282,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     peer: SocketAddr,
     ctx: &ConnContext,
     shutdown: &CancellationToken,
-    acks: &mpsc::Sender<Vec<u8>>,
+    acks: &mpsc::Sender<PendingAck>,
 ) -> Result<(), Closed> {
     // Decided by the connection's first byte (reference section 1): `{` or `[` means JSON.
     let mut scanner: Option<(FrameScanner, Encoding)> = None;
@@ -338,7 +355,7 @@ async fn handle_frame(
     frame_no: u64,
     peer: SocketAddr,
     ctx: &ConnContext,
-    acks: &mpsc::Sender<Vec<u8>>,
+    acks: &mpsc::Sender<PendingAck>,
 ) -> Result<(), Closed> {
     let decoded = frame::decode_frame(frame, encoding, EventTime::now(), &ctx.limits)
         .map_err(|e| reject_decode(e, frame_no))?;
@@ -369,26 +386,27 @@ async fn handle_frame(
     }
     let count = u64::from(batch.count);
     let router = ctx.router.borrow().clone();
-    match router.emit(batch).await {
-        Ok(crate::pipeline::Routed::SignalDiscarded) => {
-            InputMetrics::add(&ctx.metrics.signals_discarded, count);
+    let delivery = match router.emit(batch).await {
+        Ok((routed, delivery)) => {
+            if routed == crate::pipeline::Routed::SignalDiscarded {
+                InputMetrics::add(&ctx.metrics.signals_discarded, count);
+            }
+            delivery
         }
-        Ok(_) => {}
         Err(e) => {
             return Err(Closed::Rejected {
                 label: "emit_failed",
                 reason: format!("{e}; no ack sent, the client will resend"),
             });
         }
-    }
+    };
     InputMetrics::add(&ctx.metrics.frames, 1);
     InputMetrics::add(&ctx.metrics.events, count);
     if let Some(chunk) = chunk {
         let ack = frame::encode_ack(&chunk, encoding);
-        if acks.send(ack).await.is_err() {
+        if acks.send(PendingAck { delivery, ack }).await.is_err() {
             return Err(Closed::Quiet("ack writer gone".into()));
         }
-        InputMetrics::add(&ctx.metrics.acks, 1);
     }
     Ok(())
 }
