@@ -456,3 +456,125 @@ async fn connect_errors_name_the_address() {
         .expect("refused");
     assert!(format!("{err:#}").contains(&addr), "{err:#}");
 }
+
+/// A CA and a server certificate for `127.0.0.1` signed by it; returns the server's
+/// rustls config and the CA's PEM.
+fn tls_server(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .expect("server config");
+    (std::sync::Arc::new(config), ca_cert.pem())
+}
+
+/// A TLS server that reads one frame per connection and acks it; returns its address.
+async fn start_tls(
+    config: std::sync::Arc<rustls::ServerConfig>,
+) -> (String, mpsc::UnboundedReceiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(stream).await else {
+                continue;
+            };
+            let mut reader = ReplyReader::default();
+            let Ok(frame) = reader.read(&mut tls).await else {
+                continue;
+            };
+            let received = decode(frame);
+            let chunk = received.options.as_ref().map(|o| o["chunk"].clone());
+            let _ = tx.send(received);
+            if let Some(chunk) = chunk {
+                let ack = rmpv::Value::Map(vec![(rmpv::Value::from("ack"), chunk)]);
+                let mut out = Vec::new();
+                rmpv::encode::write_value(&mut out, &ack).expect("encode ack");
+                let _ = tls.write_all(&out).await;
+                let _ = tls.flush().await;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn tls_with_a_pinned_ca_round_trips() {
+    let (config, ca_pem) = tls_server(&[&rustls::version::TLS12]);
+    let (addr, mut rx) = start_tls(config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write ca");
+    let mut opts = ClientOptions::new(&addr);
+    opts.tls = Some(ClientTls {
+        ca_file: Some(ca_file.clone()),
+        ..ClientTls::default()
+    });
+    let mut client = ForwardClient::connect(&opts).await.expect("tls connect");
+    client
+        .send(Mode::Forward, "tls.test", &events(2), true)
+        .await
+        .expect("send over tls");
+    assert_eq!(rx.recv().await.expect("frame").entries.len(), 2);
+
+    // A name the certificate does not carry is refused.
+    opts.tls = Some(ClientTls {
+        ca_file: Some(ca_file),
+        server_name: Some("other.example".into()),
+        ..ClientTls::default()
+    });
+    let err = ForwardClient::connect(&opts).await.err().expect("bad name");
+    assert!(format!("{err:#}").contains("TLS handshake"), "{err:#}");
+
+    // Another CA is refused; insecure accepts anything.
+    let (_, other_ca) = tls_server(&[&rustls::version::TLS12]);
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, other_ca).expect("write ca");
+    opts.tls = Some(ClientTls {
+        ca_file: Some(other),
+        ..ClientTls::default()
+    });
+    assert!(ForwardClient::connect(&opts).await.is_err());
+    opts.tls = Some(ClientTls {
+        insecure: true,
+        ..ClientTls::default()
+    });
+    let mut client = ForwardClient::connect(&opts).await.expect("insecure");
+    client
+        .send(Mode::Message, "tls.test", &events(1), true)
+        .await
+        .expect("send");
+}
+
+#[tokio::test]
+async fn tls13_only_client_cannot_reach_a_tls12_server() {
+    let (config, _) = tls_server(&[&rustls::version::TLS12]);
+    let (addr, _rx) = start_tls(config).await;
+    let mut opts = ClientOptions::new(&addr);
+    opts.tls = Some(ClientTls {
+        insecure: true,
+        min_version: crate::config::TlsVersion::Tls13,
+        max_version: crate::config::TlsVersion::Tls13,
+        ..ClientTls::default()
+    });
+    assert!(ForwardClient::connect(&opts).await.is_err());
+}
