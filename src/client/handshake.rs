@@ -1,6 +1,7 @@
 //! The client side of the shared-key handshake (reference section 6): read HELO, send
 //! PING, check PONG, as Fluentd's out_forward does.
 
+use super::reply::brief;
 use crate::input::forward::handshake::{ct_eq, digest_hex};
 use anyhow::{Context, anyhow, bail};
 
@@ -34,11 +35,11 @@ pub fn parse_helo(value: &rmpv::Value) -> anyhow::Result<ServerHelo> {
     let items = value
         .as_array()
         .filter(|a| a.len() == 2 && a.first().and_then(|k| k.as_str()) == Some("HELO"))
-        .ok_or_else(|| anyhow!("expected HELO from the server, got {value}: does the server have a shared key configured?"))?;
+        .ok_or_else(|| anyhow!("expected HELO from the server, got {}: does the server have a shared key configured?", brief(value)))?;
     let map = items
         .get(1)
         .and_then(|m| m.as_map())
-        .ok_or_else(|| anyhow!("HELO options are not a map: {value}"))?;
+        .ok_or_else(|| anyhow!("HELO options are not a map: {}", brief(value)))?;
     let field = |key: &str| {
         map.iter()
             .find(|(k, _)| k.as_str() == Some(key))
@@ -46,7 +47,7 @@ pub fn parse_helo(value: &rmpv::Value) -> anyhow::Result<ServerHelo> {
     };
     let nonce = field("nonce")
         .and_then(bytes_of)
-        .ok_or_else(|| anyhow!("HELO has no nonce: {value}"))?;
+        .ok_or_else(|| anyhow!("HELO has no nonce: {}", brief(value)))?;
     let auth = field("auth").and_then(bytes_of).unwrap_or_default();
     let keepalive = field("keepalive").and_then(|v| v.as_bool()).unwrap_or(true);
     Ok(ServerHelo {
@@ -99,11 +100,11 @@ pub fn check_pong(
     let items = value
         .as_array()
         .filter(|a| a.len() == 5 && a.first().and_then(|k| k.as_str()) == Some("PONG"))
-        .ok_or_else(|| anyhow!("expected PONG from the server, got {value}"))?;
+        .ok_or_else(|| anyhow!("expected PONG from the server, got {}", brief(value)))?;
     let field = |i: usize| items.get(i).context("PONG too short");
     let ok = field(1)?
         .as_bool()
-        .ok_or_else(|| anyhow!("PONG's second element is not a boolean: {value}"))?;
+        .ok_or_else(|| anyhow!("PONG's second element is not a boolean: {}", brief(value)))?;
     if !ok {
         let reason = field(2)?.as_str().unwrap_or("(no reason given)");
         bail!("server refused the handshake: {reason}");

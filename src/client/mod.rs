@@ -224,14 +224,16 @@ impl ForwardClient {
             .map(|(_, v)| v)
             .ok_or_else(|| {
                 anyhow!(
-                    "expected {{\"ack\": {chunk:?}}} from {}, got {reply}",
-                    self.addr
+                    "expected {{\"ack\": {chunk:?}}} from {}, got {}",
+                    self.addr,
+                    reply::brief(&reply)
                 )
             })?;
         if got.as_slice() != Some(chunk.as_bytes()) {
             bail!(
-                "ack mismatch from {}: sent chunk {chunk:?}, got {got}",
-                self.addr
+                "ack mismatch from {}: sent chunk {chunk:?}, got {}",
+                self.addr,
+                reply::brief(got)
             );
         }
         Ok(())

@@ -64,6 +64,16 @@ impl ReplyReader {
     }
 }
 
+/// A reply shown in an error message, cut to 200 characters so a misbehaving peer
+/// cannot flood the log.
+pub(crate) fn brief(value: &rmpv::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", text.get(..cut).unwrap_or_default()),
+        None => text,
+    }
+}
+
 /// Whether a decode error only means "more bytes needed".
 fn is_eof(e: &rmpv::decode::Error) -> bool {
     match e {
@@ -95,6 +105,13 @@ mod tests {
         writer.await.expect("writer");
         let err = reader.read(&mut rx).await.expect_err("eof");
         assert!(err.to_string().contains("before replying"), "{err}");
+    }
+
+    #[test]
+    fn long_replies_are_cut_in_messages() {
+        let long = rmpv::Value::from("é".repeat(500));
+        assert_eq!(brief(&long).chars().count(), 203);
+        assert_eq!(brief(&rmpv::Value::from(1)), "1");
     }
 
     #[tokio::test]

@@ -446,6 +446,32 @@ async fn cat_batches_buffered_lines_and_names_a_bad_line() {
 }
 
 #[tokio::test]
+async fn cat_sends_each_line_at_once_when_input_trickles() {
+    let (addr, mut rx) = start(secured(false)).await;
+    let (mut input, rd) = tokio::io::duplex(1024);
+    let task = tokio::spawn(cat(
+        CatOptions::new(secured_options(&addr, "k3y"), "t"),
+        tokio::io::BufReader::new(rd),
+    ));
+    input.write_all(b"{\"a\":1}\n").await.expect("write");
+    // The first line is delivered on its own, before any later input exists.
+    assert_eq!(rx.recv().await.expect("frame").entries.len(), 1);
+    input
+        .write_all(b"{\"a\":2}\n{\"a\":3}\n")
+        .await
+        .expect("write");
+    drop(input);
+    let summary = task.await.expect("join").expect("cat");
+    assert_eq!(summary.events, 3);
+    assert_eq!(summary.lines, 3);
+    let mut later = 0;
+    while later < 2 {
+        later += rx.recv().await.expect("frame").entries.len();
+    }
+    assert_eq!(later, 2);
+}
+
+#[tokio::test]
 async fn connect_errors_name_the_address() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
