@@ -134,3 +134,108 @@ pub fn check_pong(
 fn bytes_of(v: &rmpv::Value) -> Option<Vec<u8>> {
     v.as_slice().map(<[u8]>::to_vec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecurityConfig;
+    use crate::input::forward::handshake::{Helo, answer_ping};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn creds() -> Credentials<'static> {
+        Credentials {
+            self_hostname: "client.test",
+            shared_key: "k",
+            username: None,
+            password: None,
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> rmpv::Value {
+        rmpv::decode::read_value(&mut &bytes[..]).expect("decodes")
+    }
+
+    #[test]
+    fn ping_and_pong_agree_with_the_server_side() {
+        let helo = Helo::new(true);
+        let server = parse_helo(&decode(&helo.encode())).expect("helo");
+        assert_eq!(server.nonce, helo.nonce);
+        assert_eq!(server.auth, helo.auth);
+        let (ping, salt) = build_ping(&server, &creds());
+        assert_eq!(salt.len(), 32);
+        let security = SecurityConfig {
+            self_hostname: "server.test".into(),
+            shared_key: "k".into(),
+            allow_anonymous_source: true,
+            ..SecurityConfig::default()
+        };
+        let outcome = answer_ping(&ping, &helo, &security, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(outcome.client_hostname.as_deref(), Some("client.test"));
+        check_pong(&decode(&outcome.pong), &server, &salt, &creds()).expect("pong verifies");
+        // The same PONG does not verify for another salt (a replayed exchange).
+        let err =
+            check_pong(&decode(&outcome.pong), &server, "other", &creds()).expect_err("wrong salt");
+        assert!(err.to_string().contains("does not verify"), "{err}");
+    }
+
+    #[test]
+    fn recorded_refusal_carries_fluentds_reason() {
+        let path = format!(
+            "{}/tests/data/vectors/fluentd-1.16-handshake-badkey.server.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).expect("vector");
+        let mut rest = bytes.as_slice();
+        let helo = parse_helo(&rmpv::decode::read_value(&mut rest).expect("helo")).expect("helo");
+        assert!(helo.keepalive);
+        let pong = rmpv::decode::read_value(&mut rest).expect("pong");
+        let err = check_pong(&pong, &helo, "salt", &creds()).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "server refused the handshake: shared_key mismatch"
+        );
+    }
+
+    #[test]
+    fn fluent_bit_style_helo_is_understood() {
+        // Fluent Bit's in_forward: str salts, no keepalive key.
+        let helo = rmpv::Value::Array(vec![
+            "HELO".into(),
+            rmpv::Value::Map(vec![
+                ("nonce".into(), "0123456789abcdef".into()),
+                ("auth".into(), "".into()),
+            ]),
+        ]);
+        let parsed = parse_helo(&helo).expect("helo");
+        assert_eq!(parsed.nonce, b"0123456789abcdef");
+        assert!(parsed.auth.is_empty() && parsed.keepalive);
+        let (ping, _) = build_ping(&parsed, &creds());
+        // No auth salt: no password digest, as Fluent Bit's client does.
+        assert_eq!(decode(&ping)[5].as_str(), Some(""));
+    }
+
+    #[test]
+    fn data_instead_of_helo_suggests_the_missing_key() {
+        let err = parse_helo(&rmpv::Value::Map(vec![("ack".into(), "x".into())]))
+            .expect_err("not a helo");
+        assert!(err.to_string().contains("shared key"), "{err}");
+    }
+
+    #[test]
+    fn a_pong_naming_ourselves_is_refused() {
+        let helo = ServerHelo {
+            nonce: vec![1; 16],
+            auth: Vec::new(),
+            keepalive: true,
+        };
+        let pong = rmpv::Value::Array(vec![
+            "PONG".into(),
+            true.into(),
+            "".into(),
+            "client.test".into(),
+            "00".into(),
+        ]);
+        let err = check_pong(&pong, &helo, "s", &creds()).expect_err("same host");
+        assert!(err.to_string().contains("same hostname"), "{err}");
+    }
+}
