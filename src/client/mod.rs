@@ -43,7 +43,7 @@ pub struct ClientOptions {
     pub username: Option<String>,
     /// Password for servers with `user_auth`.
     pub password: Option<String>,
-    /// Bound on each step: connect, TLS plus handshake, each write, each reply.
+    /// Bound on each step: connect, TLS, each write, each reply (HELO, PONG, ack).
     pub timeout: Duration,
 }
 
