@@ -1,0 +1,171 @@
+//! The client's TLS: a pinned CA from a PEM file, as a device does, or no verification
+//! at all for tests against throwaway certificates.
+
+use crate::config::TlsVersion;
+use anyhow::{Context, bail};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How the client speaks TLS.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// PEM file with the CA certificate(s) the server's chain must lead to. Required
+    /// unless `insecure`; there is no system trust store, as on a device.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate (signatures are still checked). For tests only.
+    pub insecure: bool,
+    /// Name (DNS name or IP) the certificate must carry; default: the host part of the
+    /// address dialled.
+    pub server_name: Option<String>,
+    /// Lowest version offered (default 1.2).
+    pub min_version: TlsVersion,
+    /// Highest version offered (default 1.3); set it to 1.2 to behave like Mbed TLS 2.x.
+    pub max_version: TlsVersion,
+}
+
+impl Default for ClientTls {
+    fn default() -> Self {
+        ClientTls {
+            ca_file: None,
+            insecure: false,
+            server_name: None,
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+        }
+    }
+}
+
+/// Builds the rustls client config for `tls`.
+pub fn client_config(tls: &ClientTls) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if tls.min_version > tls.max_version {
+        bail!(
+            "TLS min_version {:?} is above max_version {:?}: swap them",
+            tls.min_version,
+            tls.max_version
+        );
+    }
+    if tls.min_version <= TlsVersion::Tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    if tls.max_version >= TlsVersion::Tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .context("choosing TLS versions")?;
+    let config = if tls.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                provider.signature_verification_algorithms,
+            )))
+            .with_no_client_auth()
+    } else {
+        let Some(ca_file) = &tls.ca_file else {
+            bail!("TLS needs a CA file to pin (ca_file), or insecure for testing");
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca_file)
+            .with_context(|| format!("reading CA file {}", ca_file.display()))?;
+        for cert in certs {
+            let cert =
+                cert.with_context(|| format!("parsing PEM in CA file {}", ca_file.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("adding a CA from {}", ca_file.display()))?;
+        }
+        if roots.is_empty() {
+            bail!(
+                "CA file {} holds no CERTIFICATE block: pass the CA's PEM",
+                ca_file.display()
+            );
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name to verify: `server_name` if set, else the host part of `addr`
+/// (`host:port` or `[v6]:port`).
+pub fn server_name(tls: &ClientTls, addr: &str) -> anyhow::Result<ServerName<'static>> {
+    let host = match &tls.server_name {
+        Some(name) => name.as_str(),
+        None => host_of(addr),
+    };
+    ServerName::try_from(host.to_string())
+        .with_context(|| format!("{host:?} is not a valid TLS server name (DNS name or IP)"))
+}
+
+/// The host part of `host:port`, without IPv6 brackets.
+fn host_of(addr: &str) -> &str {
+    let host = match addr.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => addr,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Accepts every certificate but still checks handshake signatures, so the connection
+/// is at least a real TLS session with whoever holds the key.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_cut_from_the_address() {
+        assert_eq!(host_of("127.0.0.1:24228"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:24228"), "::1");
+        assert_eq!(host_of("logs.example.com"), "logs.example.com");
+    }
+
+    #[test]
+    fn missing_ca_is_an_actionable_error() {
+        let err = client_config(&ClientTls::default()).expect_err("no CA");
+        assert!(err.to_string().contains("ca_file"), "{err}");
+    }
+}
