@@ -183,8 +183,31 @@ async fn shutdown_signal() {
 }
 
 async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("cat: not wired yet")
+    use tidepool::client::{CatOptions, ClientOptions, ClientTls};
+    let mut client = ClientOptions::new(args.addr);
+    if args.tls || args.ca.is_some() || args.insecure {
+        let ca = args.ca.or_else(|| {
+            let default = PathBuf::from("certs/ca.pem");
+            default.exists().then_some(default)
+        });
+        client.tls = Some(ClientTls {
+            ca_file: ca,
+            insecure: args.insecure,
+            server_name: args.server_name,
+            ..ClientTls::default()
+        });
+    }
+    client.shared_key = args.shared_key;
+    client.self_hostname = args.hostname;
+    client.username = args.username;
+    client.password = args.password;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let summary = tidepool::client::cat(CatOptions::new(client, args.tag), stdin).await?;
+    eprintln!(
+        "sent {} events in {} frames, all acknowledged",
+        summary.events, summary.frames
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn certs(config: &ConfigArg, args: CertsArgs) -> anyhow::Result<ExitCode> {
