@@ -290,14 +290,22 @@ fn join<'a>(names: impl Iterator<Item = &'a CertName>) -> String {
         .join(", ")
 }
 
-/// Err if the certificate is not yet valid or expires within [`RENEW_BEFORE`].
+/// Err if the certificate expires within [`RENEW_BEFORE`].
+///
+/// A certificate that is not valid *yet* is kept: that means this host's clock is
+/// behind (a board without RTC before NTP sync), and replacing the CA then would cut
+/// off every device. It is only logged.
 fn expiry_problem(x509: &X509Certificate<'_>) -> Result<(), String> {
     let now = ASN1Time::now().timestamp();
     let validity = x509.validity();
     if validity.not_before.timestamp() > now {
-        return Err(format!("it is not valid before {}", validity.not_before));
+        tracing::warn!(
+            not_before = %validity.not_before,
+            "a generated TLS certificate is not valid before a date in the future: this \
+             host's clock looks wrong; keeping the certificate (check NTP)"
+        );
     }
-    let horizon = now.saturating_add(RENEW_BEFORE.as_secs() as i64);
+    let horizon = now.saturating_add(i64::try_from(RENEW_BEFORE.as_secs()).unwrap_or(i64::MAX));
     if validity.not_after.timestamp() <= horizon {
         return Err(format!(
             "it expires {} (renewed 30 days ahead)",

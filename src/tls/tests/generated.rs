@@ -250,3 +250,32 @@ fn invalid_name_is_reported_with_its_value() {
     assert!(msg.contains("tls.common_names"), "{msg}");
     assert!(!tmp.path().join(crate::tls::CA_CERT_FILE).exists());
 }
+
+#[test]
+fn ca_not_yet_valid_by_this_clock_is_kept() {
+    // A board without RTC boots with its clock behind: the CA must survive that.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "tidepool CA future");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = rcgen::date_time_ymd(2099, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2109, 1, 1);
+    let ca_pem = params.self_signed(&key).unwrap().pem();
+    write(dir, crate::tls::CA_CERT_FILE, &ca_pem);
+    write(dir, crate::tls::CA_KEY_FILE, key.serialize_pem());
+
+    let result = ensure_generated(dir, &strings(&["127.0.0.1"])).unwrap();
+    assert_eq!(result.generation, Generation::RenewedServer);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(crate::tls::CA_CERT_FILE)).unwrap(),
+        ca_pem
+    );
+}
