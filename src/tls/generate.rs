@@ -108,23 +108,25 @@ pub fn ensure_generated(certs_dir: &Path, names: &[String]) -> anyhow::Result<Ge
         },
         Err(reason) => reason,
     };
+    let ca_sha256 = create_all(certs_dir, &names)?;
     let generation = if ca_problem.missing {
         tracing::info!(
             certs_dir = %certs_dir.display(),
-            "no generated TLS CA yet: creating one; run `tidepool certs` for its \
-             fingerprint and a C header to pin it in device firmware"
+            %ca_sha256,
+            "created a TLS CA and server certificate; run `tidepool certs` for a C \
+             header to pin the CA in device firmware"
         );
         Generation::Created
     } else {
         tracing::warn!(
             certs_dir = %certs_dir.display(),
-            "REPLACING the generated TLS CA: {}; devices that pinned the old CA will be \
+            %ca_sha256,
+            "REPLACED the generated TLS CA: {}; devices that pinned the old CA will be \
              refused until their firmware gets the new one (`tidepool certs`)",
             ca_problem.reason
         );
         Generation::ReplacedCa
     };
-    create_all(certs_dir, &names)?;
     Ok(GeneratedCerts::at(certs_dir, generation))
 }
 
@@ -133,12 +135,13 @@ pub fn ensure_generated(certs_dir: &Path, names: &[String]) -> anyhow::Result<Ge
 /// Devices pinning the old CA will be refused until they get the new one.
 pub fn regenerate(certs_dir: &Path, names: &[String]) -> anyhow::Result<GeneratedCerts> {
     let names = names::resolve(names)?;
+    let ca_sha256 = create_all(certs_dir, &names)?;
     tracing::warn!(
         certs_dir = %certs_dir.display(),
-        "regenerating the TLS CA and server certificate on request; devices that pinned \
+        %ca_sha256,
+        "regenerated the TLS CA and server certificate on request; devices that pinned \
          the old CA must get the new one"
     );
-    create_all(certs_dir, &names)?;
     Ok(GeneratedCerts::at(certs_dir, Generation::ReplacedCa))
 }
 
@@ -315,8 +318,9 @@ fn expiry_problem(x509: &X509Certificate<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes a new CA and server certificate and writes all four files.
-fn create_all(dir: &Path, names: &[CertName]) -> anyhow::Result<()> {
+/// Makes a new CA and server certificate, writes all four files, and returns the CA's
+/// SHA-256 fingerprint for the log.
+fn create_all(dir: &Path, names: &[CertName]) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create certificate directory {}", dir.display()))?;
     let ca = new_ca()?;
@@ -330,7 +334,8 @@ fn create_all(dir: &Path, names: &[CertName]) -> anyhow::Result<()> {
         ca.cert_pem.as_bytes(),
         Access::Public,
     )?;
-    write_server(dir, &ca, names)
+    write_server(dir, &ca, names)?;
+    Ok(super::info::fingerprint(&ca.cert_der))
 }
 
 /// A fresh self-signed CA: ECDSA P-256 with SHA-256, as Mbed TLS devices need.

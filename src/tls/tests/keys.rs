@@ -197,3 +197,37 @@ fn missing_empty_or_half_configured_files_are_clear_errors() {
     // Nothing was generated behind the operator's back.
     assert!(!dir.join(crate::tls::CA_CERT_FILE).exists());
 }
+
+#[tokio::test]
+async fn crlf_line_endings_are_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let (cert, ca) = cert_for(dir, &key);
+    let crlf = |text: &str| text.replace('\n', "\r\n");
+    let cert_text = std::fs::read_to_string(&cert).unwrap();
+    let cert = write(dir, "crlf.pem", crlf(&cert_text));
+    let key_path = write(dir, "crlf.key", crlf(&encrypt(&key, "pw")));
+    serves_with(dir, &cert, &ca, &key_path, Some("pw")).await;
+}
+
+#[test]
+fn oversized_file_is_refused_without_reading_it_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let big = dir.join("huge.pem");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len(64 * 1024 * 1024).unwrap();
+    let key = write(
+        dir,
+        "k.pem",
+        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem(),
+    );
+    let err = error_of(&file_tls(&big, &key, None), dir);
+    assert!(
+        err.contains("huge.pem") && err.contains("larger than"),
+        "{err}"
+    );
+}
