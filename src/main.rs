@@ -210,7 +210,48 @@ async fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The certificates live where the config says; the names come from the first input
+/// that generates its certificate, so `certs` and the daemon always agree.
 fn certs(config: &ConfigArg, args: CertsArgs) -> anyhow::Result<ExitCode> {
-    let _ = (config, args);
-    anyhow::bail!("certs: not wired yet")
+    let config = match load_config(config)? {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let dir = &config.server.certs_dir;
+    let names = config
+        .sources
+        .iter()
+        .find_map(|s| {
+            let tidepool::config::SourceConfig::Forward(f) = s;
+            f.tls
+                .as_ref()
+                .filter(|t| t.cert.is_none())
+                .map(|t| t.common_names.clone())
+        })
+        .unwrap_or_default();
+    let names = if names.is_empty() {
+        tidepool::tls::default_names()
+    } else {
+        names
+    };
+    if args.regenerate {
+        tidepool::tls::regenerate(dir, &names)?;
+        eprintln!(
+            "tidepool: NEW CA and server certificate written under {}.\n\
+             Every device that pins the old CA must be given the new one \
+             (tidepool certs --c-header) before it can connect again.",
+            dir.display()
+        );
+    } else {
+        tidepool::tls::ensure_generated(dir, &names)?;
+    }
+    if args.c_header {
+        print!("{}", tidepool::tls::c_header(dir, &args.name)?);
+    } else {
+        print!("{}", tidepool::tls::describe(dir)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }

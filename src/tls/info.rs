@@ -176,7 +176,7 @@ fn read_cert_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| {
         format!(
             "cannot read {}: certificates are generated on the first start of a TLS \
-             input without cert/key files, or by `tidepool certs` regenerate",
+             input without cert/key files, or by `tidepool certs --regenerate`",
             path.display()
         )
     })
