@@ -187,16 +187,21 @@ struct FileCache {
 #[derive(Debug)]
 struct Cached {
     file: Arc<Mutex<File>>,
+    /// [`file_id`] when opened.
+    id: Option<(u64, u64)>,
     last_used: u64,
 }
 
 impl FileCache {
     /// The handle for `path`, reopened if the file was removed or replaced (rotated).
+    ///
+    /// Never takes a file's own lock, so a long write to one file does not hold up
+    /// lookups of the others.
     fn get(&mut self, path: &Path) -> Result<Arc<Mutex<File>>, (&'static str, std::io::Error)> {
         self.tick += 1;
         let tick = self.tick;
         if let Some(c) = self.open.get_mut(path) {
-            if same_file(path, &lock(&c.file)) {
+            if c.id.is_some() && c.id == file_id(std::fs::metadata(path).ok().as_ref()) {
                 c.last_used = tick;
                 return Ok(Arc::clone(&c.file));
             }
@@ -210,6 +215,7 @@ impl FileCache {
             .append(true)
             .open(path)
             .map_err(|e| ("opening the file", e))?;
+        let id = file_id(file.metadata().ok().as_ref());
         if self.open.len() >= MAX_OPEN_FILES {
             let oldest = self
                 .open
@@ -225,6 +231,7 @@ impl FileCache {
             path.to_path_buf(),
             Cached {
                 file: Arc::clone(&file),
+                id,
                 last_used: tick,
             },
         );
@@ -236,20 +243,18 @@ impl FileCache {
     }
 }
 
-/// Whether `file` is still the file at `path` (not deleted, not rotated away).
-fn same_file(path: &Path, file: &File) -> bool {
+/// Device and inode: what tells a rotated-away file from the one now at its path.
+/// `None` where unknown, which makes the cache reopen the path on every chunk.
+fn file_id(meta: Option<&std::fs::Metadata>) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt as _;
-        match (std::fs::metadata(path), file.metadata()) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
+        meta.map(|m| (m.dev(), m.ino()))
     }
     #[cfg(not(unix))]
     {
-        let _ = file;
-        path.exists()
+        let _ = meta;
+        None
     }
 }
 

@@ -162,6 +162,23 @@ async fn unwritable_paths_are_retryable_and_named() {
     }
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_full_disk_is_retryable() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    // /dev/full answers every write with ENOSPC.
+    let out = FileOutput::new("f", &config("/dev/full"), Path::new("/data")).expect("template");
+    match out.write(&chunk("a", &[(t(1), 1.into())])).await {
+        Err(OutputError::Retryable(m)) => {
+            assert!(m.contains("/dev/full") && m.contains("os error 28"), "{m}")
+        }
+        other => panic!("expected Retryable, got {other:?}"),
+    }
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn read_only_directory_is_retryable() {

@@ -62,8 +62,9 @@ fn table_of_tricky_values() {
                 (Value::F64(0.5), 0.into()),
                 (Value::Binary(b"k".to_vec()), 0.into()),
                 (map(&[("q", "\"".into())]), 0.into()),
+                (Value::Array(vec![Value::Ext(1, Vec::new())]), 0.into()),
             ])),
-            r#"{"1":"a","null":1,"[1,2]":true,"false":0,"0.5":0,"aw==":0,"{\"q\":\"\\\"\"}":0}"#,
+            r#"{"1":"a","null":1,"[1,2]":true,"false":0,"0.5":0,"aw==":0,"{\"q\":\"\\\"\"}":0,"[{\"ext\":1,\"data\":\"\"}]":0}"#,
         ),
         (
             mp(&Value::Ext(
