@@ -250,6 +250,18 @@ fn write_base64(data: &[u8], out: &mut Vec<u8>) {
 
 /// Appends `bytes` as a JSON string; invalid UTF-8 sequences become U+FFFD.
 pub(crate) fn write_str_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+    // Fast path for the common case, printable ASCII with nothing to escape: one check
+    // pass and one copy, skipping UTF-8 validation.
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(bytes) {
         Ok(s) => write_escaped(s, out),
         Err(_) => write_escaped(&String::from_utf8_lossy(bytes), out),

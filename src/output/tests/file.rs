@@ -228,3 +228,46 @@ async fn open_files_are_bounded_and_rotation_reopens() {
     assert_eq!(read(&newest), "\"new\"\n");
     assert_eq!(read(&rotated), format!("{}\n", MAX_OPEN_FILES + 5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_chunks_to_one_file_do_not_interleave() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::sync::Arc::new(
+        FileOutput::new("f", &config("${tag}.jsonl"), dir.path()).expect("template"),
+    );
+    let mut tasks = Vec::new();
+    for c in 0..8u32 {
+        let out = std::sync::Arc::clone(&out);
+        let events: Vec<_> = (0..100u32)
+            .map(|i| {
+                (
+                    t(1),
+                    map(&[
+                        ("c", c.into()),
+                        ("i", i.into()),
+                        ("pad", "x".repeat(500).into()),
+                    ]),
+                )
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            out.write(&chunk("same", &events)).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("write");
+    }
+    let text = read(&dir.path().join("same.jsonl"));
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is whole JSON"))
+        .collect();
+    assert_eq!(lines.len(), 800);
+    for block in lines.chunks(100) {
+        let c = &block[0]["c"];
+        for (i, line) in block.iter().enumerate() {
+            assert_eq!(&line["c"], c, "a chunk's lines are contiguous");
+            assert_eq!(line["i"], i);
+        }
+    }
+}
