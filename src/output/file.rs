@@ -24,7 +24,8 @@ pub const MAX_OPEN_FILES: usize = 64;
 /// Longest file name component a template may produce (the usual filesystem limit).
 const MAX_COMPONENT: usize = 255;
 
-/// Appends JSON lines.
+/// Appends each chunk's records as JSON lines to the file its tag (the chunk key)
+/// selects, keeping every file inside the template's directory whatever the tag.
 #[derive(Debug)]
 pub struct FileOutput {
     name: String,
@@ -37,13 +38,19 @@ pub struct FileOutput {
 impl FileOutput {
     /// Builds it; relative paths are under `data_dir`.
     ///
-    /// Fails on a template with an unknown or unterminated `${...}` placeholder.
+    /// Fails on a template with an unknown or unterminated `${...}` placeholder, or one
+    /// that names a directory rather than a file.
     pub fn new(name: &str, config: &FileOutputConfig, data_dir: &Path) -> anyhow::Result<Self> {
         let raw = if config.path.is_empty() {
             DEFAULT_PATH
         } else {
             config.path.as_str()
         };
+        if raw.ends_with('/') {
+            anyhow::bail!(
+                "output {name}: path template {raw:?} ends with '/'; name a file, e.g. \"{raw}${{tag}}.jsonl\""
+            );
+        }
         let full = data_dir.join(raw);
         let full = full.to_str().ok_or_else(|| {
             anyhow::anyhow!("output {name}: path {full:?} is not valid UTF-8; use a UTF-8 path")

@@ -5,8 +5,8 @@
 //! small scratch buffer). Every length is checked against the bytes present, nesting is
 //! bounded by [`MAX_DEPTH`], and malformed input is an error, never a panic.
 //!
-//! Renderings that JSON has no native form for (chosen to match what Fluentd's own
-//! JSON formatting produces where it has one):
+//! Renderings for what JSON has no native form for (Fluentd's where it is lossless,
+//! otherwise chosen so no information is lost):
 //! - **float32** is widened to f64 and printed as that f64's shortest round-trip form,
 //!   as Fluentd (Ruby has only doubles) does: `0.33333334f32` becomes `0.3333333432674408`.
 //! - **float64** is printed in its shortest round-trip form; NaN and ±Infinity become `null`.
@@ -84,7 +84,10 @@ pub fn write_json_injected(
         if let Some(key) = r.str_key()?
             && fields.iter().any(|(k, _)| k.as_bytes() == key)
         {
-            skip_value(&mut r)?;
+            // Render the replaced value into `out` only to validate and pass it.
+            let mark = out.len();
+            write_value(&mut r, out, 1)?;
+            out.truncate(mark);
             continue;
         }
         r.pos = key_start;
@@ -433,10 +436,4 @@ fn write_value(r: &mut Reader<'_>, out: &mut Vec<u8>, depth: usize) -> Result<()
         0xc1 => return Err(r.err("byte 0xc1 is never used in MessagePack")),
     }
     Ok(())
-}
-
-/// Advances past one value without writing it (used for record keys an injection replaces).
-fn skip_value(r: &mut Reader<'_>) -> Result<(), ScanError> {
-    let mut sink = Vec::new();
-    write_value(r, &mut sink, 1)
 }

@@ -97,6 +97,8 @@ fn bad_templates_are_rejected_when_built() {
         let err = FileOutput::new("f", &config(bad), dir).expect_err(bad);
         assert!(format!("{err:#}").contains("placeholder"), "{bad}: {err:#}");
     }
+    let err = FileOutput::new("f", &config("out/"), dir).expect_err("a directory");
+    assert!(format!("{err:#}").contains("name a file"), "{err:#}");
 }
 
 #[tokio::test]
