@@ -69,6 +69,8 @@ pub fn render_chunk(chunk: &Chunk) -> Result<Vec<u8>, OutputError> {
 }
 
 /// Appends one `time tag: json\n` line; on error `out` is left as it was.
+///
+/// Control characters in the tag are printed as `?` so a tag cannot forge extra lines.
 pub fn write_line(
     time: EventTime,
     tag: &str,
@@ -78,7 +80,10 @@ pub fn write_line(
     let start = out.len();
     write_time_utc(time, out);
     out.push(b' ');
-    out.extend_from_slice(tag.as_bytes());
+    out.extend(
+        tag.bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+    );
     out.extend_from_slice(b": ");
     if let Err(e) = super::json::write_json(record, out) {
         out.truncate(start);

@@ -75,6 +75,16 @@ fn a_chunk_renders_one_line_per_event() {
 }
 
 #[test]
+fn control_characters_in_a_tag_cannot_forge_lines() {
+    let c = chunk("a\nfake\r.tag\u{7f}", &[(EventTime::default(), 1.into())]);
+    let text = String::from_utf8(render_chunk(&c).expect("valid chunk")).expect("UTF-8");
+    assert_eq!(
+        text,
+        "1970-01-01 00:00:00.000000000 +0000 a?fake?.tag?: 1\n"
+    );
+}
+
+#[test]
 fn a_corrupt_chunk_is_permanent() {
     let mut c = chunk("t", &[(EventTime::default(), map(&[("a", 1.into())]))]);
     let mut bytes = c.entries.to_vec();
