@@ -7,6 +7,8 @@
 pub mod file;
 pub mod json;
 pub mod stdout;
+#[cfg(test)]
+mod tests;
 
 use crate::config::OutputConfig;
 use bytes::Bytes;

@@ -1,8 +1,13 @@
 //! `type = "stdout"`: `time tag: json` lines, like Fluentd's stdout output.
 //!
-//! OWNER: output helper. STUB.
+//! A line is `2023-11-14 22:13:20.123456789 +0000 td.test_database.cpu_info: {"a":1}`:
+//! Fluentd's default stdout format, always in UTC, with nanoseconds. The whole chunk is
+//! rendered first and written with one locked write, so chunks never interleave.
 
 use super::{Chunk, OutputError};
+use crate::event::EventTime;
+use crate::msgpack::entries;
+use std::io::Write as _;
 
 /// Writes lines to the process's stdout.
 #[derive(Debug)]
@@ -18,9 +23,106 @@ impl StdoutOutput {
         }
     }
 
-    /// Prints every event of the chunk.
+    /// Prints every event of the chunk with one write of the locked stdout.
+    ///
+    /// A chunk whose entries cannot be transcoded is `Permanent`; a failed write (closed
+    /// pipe, full disk behind a redirect) is `Retryable`.
     pub async fn write(&self, chunk: &Chunk) -> Result<(), OutputError> {
-        let _ = (&self.name, chunk);
-        Ok(())
+        let text = render_chunk(chunk)?;
+        let name = self.name.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&text).and_then(|()| stdout.flush())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(OutputError::Retryable(format!(
+                "output {name}: writing chunk {} to stdout failed: {e}",
+                chunk.id
+            ))),
+            Err(e) => Err(OutputError::Retryable(format!(
+                "output {name}: stdout writer task for chunk {} failed: {e}",
+                chunk.id
+            ))),
+        }
     }
+}
+
+/// Renders every event of `chunk` as stdout lines, the chunk key standing for the tag.
+///
+/// Pure, so the exact line format is testable without capturing stdout. A malformed
+/// entry makes the whole chunk `Permanent`: it will never render on a retry.
+pub fn render_chunk(chunk: &Chunk) -> Result<Vec<u8>, OutputError> {
+    let mut out = Vec::with_capacity(chunk.entries.len().saturating_mul(2));
+    for (i, entry) in entries(&chunk.entries).enumerate() {
+        let bad = |e: crate::msgpack::ScanError| {
+            OutputError::Permanent(format!(
+                "chunk {} (key {:?}): entry {i} cannot be rendered as JSON: {e}",
+                chunk.id, chunk.key
+            ))
+        };
+        let entry = entry.map_err(bad)?;
+        write_line(entry.time, &chunk.key, entry.record, &mut out).map_err(bad)?;
+    }
+    Ok(out)
+}
+
+/// Appends one `time tag: json\n` line; on error `out` is left as it was.
+///
+/// Control characters in the tag are printed as `?` so a tag cannot forge extra lines.
+pub fn write_line(
+    time: EventTime,
+    tag: &str,
+    record: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), crate::msgpack::ScanError> {
+    let start = out.len();
+    write_time_utc(time, out);
+    out.push(b' ');
+    out.extend(
+        tag.bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+    );
+    out.extend_from_slice(b": ");
+    if let Err(e) = super::json::write_json(record, out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Appends `t` as `YYYY-MM-DD HH:MM:SS.nnnnnnnnn +0000` (UTC), Fluentd's stdout time.
+///
+/// Nanoseconds of a malformed EventTime (1e9 or more) carry into the seconds, so every
+/// time renders as a valid clock reading.
+pub fn write_time_utc(t: EventTime, out: &mut Vec<u8>) {
+    let secs = t.secs.saturating_add(i64::from(t.nanos / 1_000_000_000));
+    let nanos = t.nanos % 1_000_000_000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{nanos:09} +0000",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
