@@ -62,79 +62,67 @@ struct Hit {
 }
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end && outer != inner
+    outer.start <= inner.start && inner.end <= outer.end
 }
 
-fn locate(value: &DeValue<'_>, span: &Range<usize>, removed: &Removed) -> Option<Hit> {
+/// The deepest entry of `value` whose key or value span holds `span`. Children
+/// are searched even when their parent's span does not hold it: the span of a
+/// table opened by a header (`[source.security]`) is only the header.
+fn locate(
+    value: &DeValue<'_>,
+    span: &Range<usize>,
+    removed: &Removed,
+    array_start: usize,
+) -> Option<Hit> {
     match value {
         DeValue::Table(table) => {
             for (key, child) in table.iter() {
-                let key_span = key.span();
-                if key_span == *span || contains(&key_span, span) {
+                let here = || Step::Key(key.get_ref().to_string());
+                if contains(&key.span(), span) {
                     return Some(Hit {
-                        steps: vec![Step::Key(key.get_ref().to_string())],
+                        steps: vec![here()],
                         at_key: true,
                         array: None,
                     });
                 }
-                let child_span = child.span();
-                if child_span == *span || contains(&child_span, span) {
-                    let here = Step::Key(key.get_ref().to_string());
-                    return Some(deeper(here, child, span, removed, None));
+                if let Some(hit) = within(here(), child, span, removed, None) {
+                    return Some(hit);
                 }
             }
             None
         }
-        DeValue::Array(array) => locate_in_array(array, span, removed, None),
+        DeValue::Array(array) => {
+            for (now, child) in array.iter().enumerate() {
+                let written = removed.written(array_start, now);
+                let here = Step::Index { now, written };
+                if let Some(hit) = within(here, child, span, removed, Some(array_start)) {
+                    return Some(hit);
+                }
+            }
+            None
+        }
         _ => None,
     }
 }
 
-fn locate_in_array(
-    array: &DeArray<'_>,
-    span: &Range<usize>,
-    removed: &Removed,
-    array_start: Option<usize>,
-) -> Option<Hit> {
-    let start = array_start.unwrap_or(0);
-    for (now, child) in array.iter().enumerate() {
-        let child_span = child.span();
-        if child_span == *span || contains(&child_span, span) {
-            let written = removed.written(start, now);
-            return Some(deeper(
-                Step::Index { now, written },
-                child,
-                span,
-                removed,
-                Some(start),
-            ));
-        }
-    }
-    None
-}
-
-fn deeper(
+/// `span` inside `child` (reached by `here`): deeper if possible, else `child`
+/// itself when its span holds it.
+fn within(
     here: Step,
     child: &Value<'_>,
     span: &Range<usize>,
     removed: &Removed,
     array: Option<usize>,
-) -> Hit {
-    let inner = match child.get_ref() {
-        DeValue::Array(items) => locate_in_array(items, span, removed, Some(child.span().start)),
-        other => locate(other, span, removed),
-    };
-    match inner {
-        Some(mut hit) => {
-            hit.steps.insert(0, here);
-            hit
-        }
-        None => Hit {
-            steps: vec![here],
-            at_key: false,
-            array,
-        },
+) -> Option<Hit> {
+    if let Some(mut hit) = locate(child.get_ref(), span, removed, child.span().start) {
+        hit.steps.insert(0, here);
+        return Some(hit);
     }
+    contains(&child.span(), span).then(|| Hit {
+        steps: vec![here],
+        at_key: false,
+        array,
+    })
 }
 
 /// Removes the entry at `steps` from `value`; true when something was removed.
@@ -213,6 +201,11 @@ fn reword(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("missing field ") {
         return format!("missing required key {rest}");
     }
+    let message = match message.find("expected struct ") {
+        // `expected struct TlsRaw`: the raw type's name means nothing to an operator.
+        Some(at) => format!("{}expected a table", message.get(..at).unwrap_or_default()),
+        None => message.to_string(),
+    };
     message
         .replace("expected i64", "expected an integer")
         .replace("expected a sequence", "expected an array")
@@ -254,7 +247,7 @@ pub(crate) fn typed<T: DeserializeOwned>(
         let already = |table: &str| {
             missing.is_some_and(|name| reported.iter().any(|(t, k)| t == table && k == name))
         };
-        let Some(hit) = locate(scratch.get_ref(), &span, &removed) else {
+        let Some(hit) = locate(scratch.get_ref(), &span, &removed, scratch.span().start) else {
             // About the table itself: a missing key, or a type mismatch of the whole.
             if !already(path) {
                 problems.at(span, path, reword(message));
@@ -319,34 +312,34 @@ fn closest<'n>(key: &str, names: &[&'n str]) -> Option<&'n str> {
         .map(|(_, name)| name)
 }
 
-/// Levenshtein distance, over characters.
+/// Edit distance counting a swap of neighbours as one edit (optimal string
+/// alignment), over characters: `listne` is one edit from `listen`.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = i;
-        let mut left = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
-            let cost = if ca == *cb {
-                diagonal
-            } else {
-                diagonal.saturating_add(1)
-            };
-            let value = cost
-                .min(above.saturating_add(1))
-                .min(left.saturating_add(1));
-            diagonal = above;
-            left = value;
-            if let Some(slot) = row.get_mut(j + 1) {
-                *slot = value;
+    let width = b.len() + 1;
+    // d[i * width + j]: distance between a[..i] and b[..j].
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    let at = |i: usize, j: usize| i * width + j;
+    for i in 0..=a.len() {
+        d[at(i, 0)] = i;
+    }
+    for j in 0..=b.len() {
+        d[at(0, j)] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[at(i - 1, j)] + 1)
+                .min(d[at(i, j - 1)] + 1)
+                .min(d[at(i - 1, j - 1)] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[at(i - 2, j - 2)] + 1);
             }
-        }
-        if let Some(first) = row.first_mut() {
-            *first = i + 1;
+            d[at(i, j)] = best;
         }
     }
-    row.last().copied().unwrap_or(0)
+    d[at(a.len(), b.len())]
 }
 
 fn count_entries(value: &DeValue<'_>) -> usize {

@@ -274,3 +274,45 @@ fn buffer_limits_are_checked() {
         ]
     );
 }
+
+#[test]
+fn nested_tables_report_their_own_keys() {
+    let base = "[[source]]\ntype = \"forward\"\nlisten = \"127.0.0.1:0\"\n";
+    assert_eq!(
+        errors(&format!("{base}tls = {{ cret = \"c.pem\" }}\n")),
+        [
+            "t.toml:4:9: source[1].tls.cret: unknown key `cret` in `source[1].tls` (did you mean `cert`?), expected one of: generate, common_name, cert, key, passphrase, client_ca, min_version, max_version"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{base}tls = \"yes\"\n")),
+        ["t.toml:4:7: source[1].tls: invalid type: string \"yes\", expected a table"]
+    );
+    assert_eq!(
+        errors("server = 5\n"),
+        ["t.toml:1:10: server: invalid type: integer `5`, expected a table"]
+    );
+    // The `[source.security]` sub-table form reports the same paths.
+    assert_eq!(
+        errors(&format!(
+            "{base}[source.security]\nself_hostname = \"h\"\nshared_key = \"k\"\nuser_auth = \"yes\"\n"
+        )),
+        [
+            "t.toml:7:13: source[1].security.user_auth: invalid type: string \"yes\", expected a boolean"
+        ]
+    );
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    for depth in [100, 10_000] {
+        let text = format!("x = {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let _ = super::parse_env(&text, &[]);
+        let text = format!(
+            "[server]\ndata_dir = {}1{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(super::parse_env(&text, &[]).is_err());
+    }
+}
