@@ -1,7 +1,7 @@
 //! The operator's TOML config, checked once into typed values.
 //!
-//! The config is parsed as written ([`raw`], serde with `deny_unknown_fields`), then
-//! resolved once ([`resolve`]): `${ENV}` substitution ([`env`]), sizes and durations
+//! The config is parsed as written (`raw`, serde with `deny_unknown_fields`), then
+//! resolved once (`resolve`): `${ENV}` substitution ([`env`]), sizes and durations
 //! ([`units`]), tag patterns, output names and paths. Runtime code only sees the
 //! typed structs below. Every problem is reported, each as
 //! `file:line:col: key.path: what is wrong (what was expected)`.
@@ -9,7 +9,7 @@
 mod de;
 pub mod env;
 mod error;
-pub mod raw;
+mod raw;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -88,9 +88,11 @@ impl Config {
 /// `[server]`.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Where buffers, the store and the dead letter live (default `data`).
+    /// Where buffers, the store and the dead letter live (default `data`, relative to
+    /// the working directory).
     pub data_dir: PathBuf,
-    /// Where generated certificates are kept (default `certs`).
+    /// Where generated certificates are kept (default `certs`, relative to the working
+    /// directory).
     pub certs_dir: PathBuf,
     /// How long a graceful shutdown may take (default 30 s).
     pub shutdown_timeout: Duration,

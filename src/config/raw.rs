@@ -94,8 +94,9 @@ pub struct ServerRaw {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub _type: de::IgnoredAny,
     pub listen: Spanned<String>,
     pub tls: Option<Spanned<TlsRaw>>,
     pub security: Option<Spanned<SecurityRaw>>,
@@ -170,8 +171,9 @@ pub struct MatchRaw {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlainOutputRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub _type: de::IgnoredAny,
     pub buffer: Option<Spanned<BufferRaw>>,
 }
 
@@ -179,8 +181,9 @@ pub struct PlainOutputRaw {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileOutputRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub _type: de::IgnoredAny,
     pub buffer: Option<Spanned<BufferRaw>>,
     pub path: Option<Spanned<String>>,
     pub time_key: Option<Spanned<String>>,

@@ -206,7 +206,6 @@ impl Resolver<'_, '_, '_> {
         else {
             return None;
         };
-        let _ = raw.kind;
         Some(ForwardConfig {
             listen,
             tls,
