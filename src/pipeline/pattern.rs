@@ -525,7 +525,51 @@ mod tests {
         assert!(e.is_some_and(|r| r.contains("too complex")));
     }
 
+    /// A direct backtracking reading of the parsed pattern, to check the compiled
+    /// NFA against.
+    fn reference(nodes: &[Node], tag: &[u8], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
+        let Some((first, rest)) = nodes.split_first() else {
+            return k(pos);
+        };
+        let mut next = |p: usize| reference(rest, tag, p, k);
+        match first {
+            Node::Byte(b) => tag.get(pos) == Some(b) && next(pos + 1),
+            Node::PartStar => {
+                let end = tag[pos..]
+                    .iter()
+                    .position(|c| *c == b'.')
+                    .map_or(tag.len(), |d| pos + d);
+                (pos..=end).any(&mut next)
+            }
+            Node::AnyStar => (pos..=tag.len()).any(&mut next),
+            Node::AnyPrefix => {
+                (pos == 0 && next(0)) || (pos..tag.len()).any(|d| tag[d] == b'.' && next(d + 1))
+            }
+            Node::PartEnd => tag.get(pos).is_none_or(|c| *c == b'.') && next(pos),
+            Node::Alt(alts) => alts.iter().any(|alt| reference(alt, tag, pos, &mut next)),
+        }
+    }
+
+    /// Patterns built from the pieces that matter, so `.**`, `**.` and braces are common.
+    fn pattern_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        let pieces = vec!["a", "b", ".", "*", "**", ".**", "**.", "{", "}", ",", " "];
+        proptest::collection::vec(proptest::sample::select(pieces), 1..9).prop_map(|v| v.concat())
+    }
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn compiled_matcher_agrees_with_reference(pattern in pattern_strategy(), tag in "[ab.]{0,7}") {
+            if let Ok(p) = TagPattern::parse(&pattern) {
+                let expected = pattern.split_whitespace().any(|single| {
+                    parse_one(single).is_ok_and(|nodes| reference(&nodes, tag.as_bytes(), 0, &mut |end| end == tag.len()))
+                });
+                proptest::prop_assert_eq!(p.matches(&tag), expected, "pattern {:?} tag {:?}", pattern, tag);
+            }
+        }
+
         #[test]
         fn never_panics(pattern in "[a-c.*{},\\\\ ]{0,24}", tag in "[a-c.]{0,12}") {
             if let Ok(p) = TagPattern::parse(&pattern) {
