@@ -27,6 +27,20 @@ fn parse_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     )
 }
 
+/// Like `Config::load` (paths relative to `base`), with a test environment.
+fn parse_in(text: &str, base: &Path, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env_of(vars);
+    let lookup = move |name: &str| env.get(name).cloned();
+    resolve(
+        text,
+        &Context {
+            origin: "t.toml",
+            base_dir: Some(base),
+            env: &lookup,
+        },
+    )
+}
+
 fn parse(text: &str) -> Config {
     match parse_env(text, &[]) {
         Ok(c) => c,
@@ -487,11 +501,70 @@ fn every_shipped_config_parses() {
         }
     }
     assert!(files.len() >= 3, "{files:?}");
+    let mut parsed = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
-        if let Err(e) = parse_env(&text, &vars) {
-            panic!("{} does not parse:\n{e}", file.display());
+        let base = file.parent().unwrap_or(Path::new("."));
+        match parse_in(&text, base, &vars) {
+            Ok(c) => {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+                parsed.insert(name.unwrap_or_default(), c);
+            }
+            Err(e) => panic!("{} does not parse:\n{e}", file.display()),
         }
+    }
+
+    // seed.toml: plain + TLS from files next to it, td.*.* into files.
+    let seed = &parsed["seed.toml"];
+    assert_eq!(forward(seed, 0).listen.port(), 24227);
+    let tls = forward(seed, 1)
+        .tls
+        .clone()
+        .unwrap_or_else(|| panic!("seed: 24228 has TLS"));
+    assert_eq!(tls.cert, Some(root.join("examples/certs/server.pem")));
+    assert_eq!(tls.key, Some(root.join("examples/certs/server.key")));
+    assert_eq!(tls.passphrase.as_deref(), Some("pw"));
+    let first = &seed.matches[0];
+    assert!(first.pattern.matches("td.test_database.cpu_info"));
+    match &seed.outputs[&first.outputs[0]].kind {
+        OutputConfig::File(f) => assert!(f.path.contains("${tag_parts[1]}"), "{}", f.path),
+        other => panic!("seed td output is {other:?}"),
+    }
+
+    // shared-key.toml: per-network keys and users, written as a [source.security] table.
+    let shared = &parsed["shared-key.toml"];
+    let sec = forward(shared, 0)
+        .security
+        .clone()
+        .unwrap_or_else(|| panic!("shared-key: security"));
+    assert_eq!(sec.shared_key, "k");
+    assert!(sec.user_auth && !sec.allow_anonymous_source);
+    let users: Vec<(&str, &str)> = sec
+        .users
+        .iter()
+        .map(|u| (u.username.as_str(), u.password.as_str()))
+        .collect();
+    assert_eq!(users, [("tenant-a", "changeme"), ("tenant-b", "pb")]);
+    let clients: Vec<(String, Option<&str>)> = sec
+        .clients
+        .iter()
+        .map(|c| (c.network.to_string(), c.shared_key.as_deref()))
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("10.1.0.0/16".to_string(), Some("ka")),
+            ("10.2.0.0/16".to_string(), Some("kb")),
+            ("192.168.1.85/32".to_string(), Some("ka")),
+        ]
+    );
+    match &shared.outputs["per_tenant"].kind {
+        OutputConfig::File(f) => assert_eq!(
+            f.path,
+            root.join("examples/out/${tag_parts[0]}/${tag}.jsonl")
+                .to_string_lossy()
+        ),
+        other => panic!("{other:?}"),
     }
     // Without its variables, the shared-key example names each missing one.
     let text = std::fs::read_to_string(root.join("examples/shared-key.toml")).unwrap_or_default();
