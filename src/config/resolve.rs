@@ -96,7 +96,13 @@ impl Resolver<'_, '_, '_> {
 
         let sources = self.sources(get(table, "source").map(|(_, v)| v));
         let outputs = self.outputs(get(table, "output").map(|(_, v)| v), &server);
-        let matches = self.matches(get(table, "match").map(|(_, v)| v), &outputs);
+        // Names as declared, so a match naming an undeclared output is reported even
+        // when some declared output is broken.
+        let declared: Vec<String> = match get(table, "output").map(|(_, v)| v.get_ref()) {
+            Some(DeValue::Table(t)) => t.iter().map(|(k, _)| k.get_ref().to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let matches = self.matches(get(table, "match").map(|(_, v)| v), &declared);
 
         let (Some(sources), Some(outputs), Some(matches), true) =
             (sources, outputs, matches, server_ok)
@@ -212,7 +218,7 @@ impl Resolver<'_, '_, '_> {
     fn matches(
         &mut self,
         value: Option<&Value<'_>>,
-        outputs: &Option<BTreeMap<String, OutputDef>>,
+        declared: &[String],
     ) -> Option<Vec<MatchConfig>> {
         let Some(value) = value else {
             return Some(Vec::new());
@@ -257,12 +263,8 @@ impl Resolver<'_, '_, '_> {
                     ok = false;
                     continue;
                 }
-                // When outputs failed to resolve, unknown names are not reported: the
-                // output may exist but be broken.
-                if let Some(outputs) = outputs
-                    && !outputs.contains_key(n)
-                {
-                    let known: Vec<&str> = outputs.keys().map(String::as_str).collect();
+                if !declared.contains(n) {
+                    let known: Vec<&str> = declared.iter().map(String::as_str).collect();
                     let known = if known.is_empty() {
                         "none are defined; add an [output.NAME] table".to_string()
                     } else {

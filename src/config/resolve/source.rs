@@ -4,6 +4,7 @@ use super::Resolver;
 use super::SOURCE_TYPES;
 use crate::config::de::{Value, typed};
 use crate::config::raw::{self, Scalar};
+use crate::config::units;
 use crate::config::*;
 use toml::Spanned;
 
@@ -157,6 +158,14 @@ impl Resolver<'_, '_, '_> {
             Some(v) => match v.get_ref() {
                 Scalar::Bool(false) => Some(None),
                 Scalar::Bool(true) => Some(Some(Duration::from_secs(60))),
+                Scalar::Str(text) if units::parse_duration(text).is_err() => {
+                    self.at(
+                        v.span(),
+                        &p("tcp_keepalive"),
+                        format!("bad tcp_keepalive \"{text}\" (expected a duration such as \"60s\", or false to turn it off)"),
+                    );
+                    None
+                }
                 _ => self
                     .duration(Some(v), &p("tcp_keepalive"), Duration::ZERO)
                     .map(Some),

@@ -316,3 +316,45 @@ fn deep_nesting_is_an_error_not_a_crash() {
         assert!(super::parse_env(&text, &[]).is_err());
     }
 }
+
+/// A config with a bit of everything wrong: each problem once, in file order,
+/// including an undefined output while another output is itself broken.
+#[test]
+fn a_messy_config_reports_everything() {
+    let text = r#"
+[server]
+data_dir = ""
+[[source]]
+type = "forward"
+listen = "0.0.0.0:24227"
+tls = { cert = "a.pem", generate = true, min_version = "1.0" }
+max_connections = "lots"
+tcp_keepalive = "forever"
+[[match]]
+pattern = "td.*.*"
+outputs = ["td", "stdout"]
+[output.stdout]
+type = "stdout"
+buffer = { flush_interval = "1 fortnight", total_limit_size = -5 }
+[output.x]
+typ = "file"
+[api]
+listen = "x"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "t.toml:3:12: server.data_dir: empty value (expected a non-empty string)",
+            "t.toml:7:16: source[1].tls.cert: `cert` needs `key` (the PEM private key of this certificate)",
+            "t.toml:7:36: source[1].tls.generate: generate = true conflicts with cert/key (remove `generate`, or remove `cert` and `key`)",
+            "t.toml:7:56: source[1].tls.min_version: unsupported TLS version \"1.0\" (expected \"1.2\" or \"1.3\")",
+            "t.toml:8:19: source[1].max_connections: invalid type: string \"lots\", expected an integer",
+            "t.toml:9:17: source[1].tcp_keepalive: bad tcp_keepalive \"forever\" (expected a duration such as \"60s\", or false to turn it off)",
+            "t.toml:12:12: match[1].outputs[1]: unknown output \"td\" (defined: stdout, x)",
+            "t.toml:15:29: output.stdout.buffer.flush_interval: bad duration \"1 fortnight\" (expected a duration such as \"500ms\", \"5s\", \"1m\", \"72h\", \"5 weeks\" or an integer number of seconds)",
+            "t.toml:15:63: output.stdout.buffer.total_limit_size: size -5 is negative (expected a size such as \"8MiB\", \"512k\", \"32MB\" or an integer number of bytes)",
+            "t.toml:16:1: output.x: missing required key `type` in [output.x] (expected one of: null, stdout, file)",
+            "t.toml:18:2: api: unknown section `api`, expected one of: server, source, match, output",
+        ]
+    );
+}
