@@ -151,6 +151,7 @@ buffer = { retry_wait = "soon", flush_thread_count = 0 }
             "t.toml:13:10: source[2].listen: listen address 0.0.0.0:24227 is already used by [[source]] #1 (0.0.0.0:24227, line 7); give each source its own port",
             "t.toml:14:24: source[2].allow[2]: bad network \"nonsense\" (expected CIDR such as \"10.0.0.0/8\" or an IP address)",
             "t.toml:17:11: match[1].pattern: bad tag pattern 'a,b': in `a,b`: `,` outside `{...}`: write `{a,b}` for alternatives, or separate patterns with spaces",
+            "t.toml:18:12: match[1].outputs[1]: unknown output \"missing\" (defined: o)",
             "t.toml:22:25: output.o.buffer.retry_wait: bad duration \"soon\" (expected a duration such as \"500ms\", \"5s\", \"1m\", \"72h\", \"5 weeks\" or an integer number of seconds)",
             "t.toml:22:54: output.o.buffer.flush_thread_count: 0 is out of range (expected 1 to 1024)",
         ]
