@@ -587,7 +587,7 @@ proptest::proptest! {
 
     #[test]
     fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
-        let _ = parse_env(&text, &[]);
+        let _ = Config::parse(&text, "fuzz.toml");
     }
 
     #[test]
