@@ -56,6 +56,8 @@ pub(crate) fn resolve(text: &str, cx: &Context<'_>) -> Result<Config, ConfigErro
     problems.finish(config)
 }
 
+/// One pass over a parsed config: each method resolves one table or value and
+/// records what is wrong instead of stopping, returning None for a bad part.
 struct Resolver<'a, 'p, 't> {
     cx: &'a Context<'a>,
     problems: &'p mut Problems<'t>,
