@@ -1,0 +1,211 @@
+//! The config exactly as written: a serde mirror of the TOML, one struct per table,
+//! each with `deny_unknown_fields`. Values that need checking (sizes, durations,
+//! addresses, paths) stay [`Spanned`] strings here so `resolve` can point at them.
+//!
+//! The root table and the `type` of sources and outputs are dispatched by hand in
+//! `resolve` (serde's tagged enums buffer their input and lose the spans).
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use std::fmt;
+use toml::Spanned;
+
+/// A leaf that may be written as a string, a number or a boolean: sizes
+/// (`"8MiB"` or `8388608`), durations (`"5s"` or `5`), `tcp_keepalive = false`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    /// An integer as written.
+    Int(i64),
+    /// A float as written.
+    Float(f64),
+    /// `true` / `false`.
+    Bool(bool),
+    /// A string, after `${ENV}` substitution.
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `common_name = "host"` or `common_name = ["ip", "name"]`.
+#[derive(Clone, Debug, Default)]
+pub struct Names(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or an array of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(Names(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRaw {
+    pub data_dir: Option<Spanned<String>>,
+    pub certs_dir: Option<Spanned<String>>,
+    pub shutdown_timeout: Option<Spanned<Scalar>>,
+}
+
+/// `[[source]]` with `type = "forward"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub listen: Spanned<String>,
+    pub tls: Option<Spanned<TlsRaw>>,
+    pub security: Option<Spanned<SecurityRaw>>,
+    pub max_message_size: Option<Spanned<Scalar>>,
+    pub max_decompressed_size: Option<Spanned<Scalar>>,
+    pub max_depth: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<Scalar>>,
+    pub handshake_timeout: Option<Spanned<Scalar>>,
+    pub tcp_keepalive: Option<Spanned<Scalar>>,
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub source_address_key: Option<Spanned<String>>,
+    pub source_hostname_key: Option<Spanned<String>>,
+    pub deny_keepalive: Option<bool>,
+    pub udp_heartbeat: Option<bool>,
+    pub tag: Option<Spanned<String>>,
+    pub add_tag_prefix: Option<Spanned<String>>,
+}
+
+/// `tls = { ... }` of a source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRaw {
+    pub generate: Option<Spanned<bool>>,
+    pub common_name: Option<Spanned<Names>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub passphrase: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub min_version: Option<Spanned<String>>,
+    pub max_version: Option<Spanned<String>>,
+}
+
+/// `security = { ... }` of a source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityRaw {
+    pub self_hostname: Option<Spanned<String>>,
+    pub shared_key: Option<Spanned<String>>,
+    pub user_auth: Option<bool>,
+    pub allow_anonymous_source: Option<bool>,
+    pub users: Option<Vec<Spanned<UserRaw>>>,
+    pub clients: Option<Vec<Spanned<ClientRaw>>>,
+}
+
+/// One entry of `security.users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRaw {
+    pub username: Spanned<String>,
+    pub password: String,
+}
+
+/// One entry of `security.clients`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRaw {
+    pub network: Spanned<String>,
+    pub shared_key: Option<Spanned<String>>,
+    pub users: Option<Vec<Spanned<String>>>,
+}
+
+/// `[[match]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRaw {
+    pub pattern: Spanned<String>,
+    pub outputs: Spanned<Vec<Spanned<String>>>,
+}
+
+/// `[output.NAME]` of `type = "null"` or `"stdout"`: nothing but a buffer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainOutputRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub buffer: Option<Spanned<BufferRaw>>,
+}
+
+/// `[output.NAME]` of `type = "file"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOutputRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub buffer: Option<Spanned<BufferRaw>>,
+    pub path: Option<Spanned<String>>,
+    pub time_key: Option<Spanned<String>>,
+    pub tag_key: Option<Spanned<String>>,
+}
+
+/// `buffer = { ... }` of an output, with Fluentd's `<buffer>` parameter names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferRaw {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub chunk_limit_size: Option<Spanned<Scalar>>,
+    pub chunk_limit_records: Option<Spanned<i64>>,
+    pub flush_interval: Option<Spanned<Scalar>>,
+    pub flush_thread_count: Option<Spanned<i64>>,
+    pub retry_wait: Option<Spanned<Scalar>>,
+    pub retry_max_interval: Option<Spanned<Scalar>>,
+    pub retry_max_times: Option<Spanned<i64>>,
+    pub retry_timeout: Option<Spanned<Scalar>>,
+    pub retry_forever: Option<bool>,
+    pub total_limit_size: Option<Spanned<Scalar>>,
+    pub overflow_action: Option<Spanned<String>>,
+    pub fsync: Option<Spanned<String>>,
+}
