@@ -86,7 +86,8 @@ impl FrameScanner {
     ///
     /// Each call costs only the bytes added since the previous one; once a header has
     /// declared a long body, calls return at once until that many bytes are buffered.
-    /// A declared length or a frame beyond `max_frame_bytes` is an error at once.
+    /// A declared length or a frame beyond `max_frame_bytes` is an error at once; after
+    /// any error the connection is to be closed and the scanner dropped.
     pub fn next_frame(&mut self, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
         match self.encoding {
             Encoding::MessagePack => match self.msgpack.resume(buf)? {

@@ -39,6 +39,15 @@ pub enum DecodeError {
         /// The byte found.
         byte: u8,
     },
+    /// Bytes follow the frame's single value; [`super::FrameScanner`] never cuts such a
+    /// frame, so the caller passed something else to [`super::decode_frame`].
+    #[error("{extra} bytes follow the frame's value at byte {offset}")]
+    Trailing {
+        /// Where the value ended.
+        offset: usize,
+        /// How many bytes follow.
+        extra: usize,
+    },
     /// The top level is not an array (reference section 2).
     #[error(
         "frame is {found}, expected an array [tag, time, record] or [tag, entries] (reference section 2)"

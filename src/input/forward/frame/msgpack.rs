@@ -37,7 +37,13 @@ pub(super) fn decode(
     let buf: &[u8] = &frame;
     let mut cur = Cursor::new(buf);
     let len = match cur.head()? {
-        Head::Nil => return Ok(Frame::Heartbeat),
+        Head::Nil if buf.len() == 1 => return Ok(Frame::Heartbeat),
+        Head::Nil => {
+            return Err(DecodeError::Trailing {
+                offset: 1,
+                extra: buf.len() - 1,
+            });
+        }
         Head::Array(n) => n,
         other => {
             return Err(DecodeError::NotArray {
@@ -123,6 +129,12 @@ pub(super) fn decode(
             finish(&frame, tag, Bytes::from(out), 1, 0, opts)?
         }
     };
+    if cur.pos != buf.len() {
+        return Err(DecodeError::Trailing {
+            offset: cur.pos,
+            extra: buf.len().saturating_sub(cur.pos),
+        });
+    }
     Ok(Frame::Events(event))
 }
 
@@ -174,7 +186,8 @@ fn finish(
     skipped: u32,
     opts: Options,
 ) -> Result<EventFrame, DecodeError> {
-    if let Some(declared) = opts.size {
+    // A non-log signal's `size` need not count top-level objects, so it is not checked.
+    if let (Some(declared), Signal::Logs) = (opts.size, opts.signal) {
         let actual = u64::from(count) + u64::from(skipped);
         if declared != actual {
             return Err(DecodeError::SizeMismatch { declared, actual });

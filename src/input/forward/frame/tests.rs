@@ -409,6 +409,16 @@ fn frame_shapes_are_checked() {
             .unwrap_or_default();
         assert!(e.contains(want), "{v}: {e:?} lacks {want:?}");
     }
+    let mut two = enc(&Value::Array(vec![s("t"), Value::from(1), rec.clone()]));
+    two.push(0xc0);
+    assert!(matches!(
+        decode(&two),
+        Err(DecodeError::Trailing { extra: 1, .. })
+    ));
+    assert!(matches!(
+        decode(&[0xc0, 0xc0]),
+        Err(DecodeError::Trailing { .. })
+    ));
     // A bin tag holding UTF-8 is accepted, as Fluentd does.
     let ev = events(&enc(&Value::Array(vec![
         Value::Binary(b"bin.tag".to_vec()),
