@@ -97,6 +97,17 @@ fn bench(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("frame_events");
     cases(&mut g, false);
+    // The flush path: walking already-validated entries (time decoded, record sliced).
+    let body = body();
+    g.throughput(Throughput::Elements(EVENTS));
+    g.bench_function("entries_walk", |b| {
+        b.iter(|| {
+            tidepool::msgpack::entries(black_box(&body))
+                .filter_map(Result::ok)
+                .map(|e| e.record.len() as i64 + e.time.secs)
+                .sum::<i64>()
+        })
+    });
     g.finish();
 }
 

@@ -81,14 +81,14 @@ pub fn head_len(marker: u8) -> usize {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn be<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
     buf.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 /// Reads the header at `pos`. `Ok(None)` means the buffer ends inside the header (it
 /// needs `pos + head_len(marker)` bytes); on success returns the header and its length.
-#[inline]
+#[inline(always)]
 pub fn read_head(buf: &[u8], pos: usize) -> Result<Option<(Head, usize)>, ScanError> {
     let Some(&m) = buf.get(pos) else {
         return Ok(None);
@@ -204,8 +204,11 @@ impl<'a> Cursor<'a> {
     pub fn body(&mut self, len: u32) -> Result<&'a [u8], ScanError> {
         let end = (len as usize)
             .checked_add(self.pos)
-            .ok_or(truncated(self.pos))?;
-        let b = self.buf.get(self.pos..end).ok_or(truncated(self.pos))?;
+            .ok_or_else(|| truncated(self.pos))?;
+        let b = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| truncated(self.pos))?;
         self.pos = end;
         Ok(b)
     }

@@ -229,7 +229,7 @@ pub fn scan_value(buf: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
 /// Checks that `buf[pos..]` starts with one complete, well-formed value within
 /// `scanner`'s limits (reusing its stack), and returns where the value ends.
 pub fn check_value(scanner: &mut Scanner, buf: &[u8], pos: usize) -> Result<usize, ScanError> {
-    let rest = buf.get(pos..).ok_or(truncated(pos))?;
+    let rest = buf.get(pos..).ok_or_else(|| truncated(pos))?;
     scanner.reset();
     let res = scanner.resume(rest);
     scanner.reset();
@@ -279,7 +279,7 @@ pub fn shift(e: ScanError, by: usize) -> ScanError {
 pub fn skip_value(buf: &[u8], mut pos: usize) -> Result<usize, ScanError> {
     let mut left: u64 = 1;
     while left > 0 {
-        let (head, hlen) = read_head(buf, pos)?.ok_or(truncated(pos))?;
+        let (head, hlen) = read_head(buf, pos)?.ok_or_else(|| truncated(pos))?;
         let after = pos + hlen;
         left -= 1;
         match head {
@@ -290,7 +290,7 @@ pub fn skip_value(buf: &[u8], mut pos: usize) -> Result<usize, ScanError> {
         let end = after
             .checked_add(head.body_len() as usize)
             .filter(|&e| e <= buf.len())
-            .ok_or(truncated(pos))?;
+            .ok_or_else(|| truncated(pos))?;
         if left > (buf.len() - end) as u64 {
             return Err(truncated(pos));
         }
