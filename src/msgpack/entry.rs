@@ -5,7 +5,7 @@
 //! section 3) or Fluent Bit 5's `[time, {metadata}]`.
 
 use super::ScanError;
-use super::head::{Cursor, Head};
+use super::head::{Cursor, Head, truncated};
 use super::scan::{Scanner, check_value};
 use crate::event::EventTime;
 
@@ -103,17 +103,13 @@ pub fn read_time(cur: &mut Cursor<'_>) -> Result<TimeRead, ScanError> {
             });
         }
         Head::Ext { ty: 0, len: 8 } => {
-            let b = cur.body(8)?;
-            let mut s = [0u8; 4];
-            let mut n = [0u8; 4];
-            s.copy_from_slice(b.get(..4).unwrap_or(&[0; 4]));
-            n.copy_from_slice(b.get(4..).unwrap_or(&[0; 4]));
-            let nanos = u32::from_be_bytes(n);
+            let b: [u8; 8] = cur.body(8)?.try_into().map_err(|_| truncated(at))?;
+            let nanos = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
             if nanos >= NANOS {
                 return Err(bad("EventTime nanoseconds are 1000000000 or more"));
             }
             EventTime {
-                secs: i64::from(u32::from_be_bytes(s)),
+                secs: i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
                 nanos,
             }
         }

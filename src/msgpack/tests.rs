@@ -375,6 +375,10 @@ proptest! {
         // Whole: each value's length equals rmpv's encoding length.
         let mut pos = 0;
         for &len in &lens {
+            let mut rest = &stream[pos..];
+            let before = rest.len();
+            prop_assert!(rmpv::decode::read_value(&mut rest).is_ok());
+            prop_assert_eq!(before - rest.len(), len);
             prop_assert_eq!(scan_value(&stream[pos..], &big), Ok(Scan::Complete(len)));
             prop_assert_eq!(skip_value(&stream, pos), Ok(pos + len));
             pos += len;
