@@ -7,6 +7,7 @@
 mod error;
 mod gzip;
 mod json;
+mod json_value;
 mod msgpack;
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,11 @@
 //! JSON connections (reference section 1): a connection whose first byte is `{` or `[`
 //! sends JSON frames; Message and Forward modes only, converted to packed entries.
 
+use super::json_value::Value;
 use super::{DecodeError, EventFrame, Frame, FrameLimits};
 use crate::event::{Batch, EventTime, Signal};
 use crate::msgpack::write;
 use bytes::Bytes;
-use serde_json::Value;
 
 /// Incremental end-of-value search: bracket depth with string and escape awareness.
 /// Validation is left to serde_json once the value is complete.
@@ -181,7 +181,7 @@ pub(super) fn decode(
         let Value::Object(map) = opts else {
             return Err(DecodeError::OptionsNotMap { found: kind(opts) });
         };
-        if let Some(v) = map.get("size") {
+        if let Some(v) = Value::field(map, "size") {
             let declared = v.as_u64().ok_or(DecodeError::OptionType {
                 key: "size",
                 found: kind(v),
@@ -192,7 +192,7 @@ pub(super) fn decode(
                 return Err(DecodeError::SizeMismatch { declared, actual });
             }
         }
-        match map.get("chunk") {
+        match Value::field(map, "chunk") {
             Some(Value::String(s)) => chunk = Some(Bytes::from(s.clone().into_bytes())),
             Some(v) => {
                 return Err(DecodeError::OptionType {
@@ -203,16 +203,19 @@ pub(super) fn decode(
             }
             None => {}
         }
-        match map.get("compressed") {
+        match Value::field(map, "compressed") {
             None => {}
             Some(Value::String(s)) if s == "text" => {}
             Some(v) => {
                 return Err(DecodeError::Compression {
-                    value: v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    value: match v {
+                        Value::String(s) => s.clone(),
+                        other => kind(other).to_owned(),
+                    },
                 });
             }
         }
-        if let Some(v) = map.get("fluent_signal") {
+        if let Some(v) = Value::field(map, "fluent_signal") {
             let n = v.as_u64().ok_or(DecodeError::OptionType {
                 key: "fluent_signal",
                 found: kind(v),
@@ -251,7 +254,7 @@ fn convert(
     limits: &FrameLimits,
     out: &mut Vec<u8>,
 ) -> Result<bool, &'static str> {
-    if record.is_null() {
+    if *record == Value::Null {
         return Ok(false);
     }
     let mark = out.len();
@@ -317,7 +320,7 @@ fn value(v: &Value, depth: usize, max_depth: usize, out: &mut Vec<u8>) -> Result
                 return Err("record nests deeper than max_depth");
             }
             write::container(out, m.len(), true);
-            for (k, item) in m {
+            for (k, item) in m.iter() {
                 write::str(out, k);
                 value(item, depth + 1, max_depth, out)?;
             }
