@@ -134,13 +134,17 @@ impl Scanner {
                 None => return Ok(self.wait(pos.saturating_add(head_len(marker)))),
             };
             let after = pos.saturating_add(hlen);
-            let allowed = max.saturating_sub(after) as u64;
+            if after > max {
+                let left = max.saturating_sub(pos) as u64;
+                return Err(too_large(pos, 0, hlen as u64, left, max));
+            }
+            let allowed = (max - after) as u64;
             let elements = match head {
                 Head::Array(n) => u64::from(n),
                 Head::Map(n) => u64::from(n) * 2,
                 _ => {
                     let body = u64::from(head.body_len());
-                    if body > allowed || after > max {
+                    if body > allowed {
                         return Err(too_large(pos, marker, body, allowed, max));
                     }
                     let end = after + body as usize;
@@ -155,9 +159,6 @@ impl Scanner {
                     continue;
                 }
             };
-            if after > max {
-                return Err(too_large(pos, marker, 0, 0, max));
-            }
             if elements > allowed {
                 return Err(too_large(pos, marker, elements, allowed, max));
             }
@@ -210,7 +211,7 @@ fn too_large(offset: usize, marker: u8, declared: u64, allowed: u64, limit: usiz
         0xc7..=0xc9 | 0xd4..=0xd8 => "ext length",
         0x90..=0x9f | 0xdc | 0xdd => "array element count",
         0x80..=0x8f | 0xde | 0xdf => "map key/value count",
-        _ => "header",
+        _ => "value header",
     };
     ScanError::TooLarge {
         offset,

@@ -148,6 +148,43 @@ fn declared_lengths_beyond_the_limit_fail_on_the_header() {
 }
 
 #[test]
+fn a_frame_growing_past_the_limit_fails_where_it_crosses() {
+    let small = Limits {
+        max_bytes: 10,
+        max_depth: 8,
+    };
+    // array16 of 100 elements: only 7 bytes are left for them, refused on the header...
+    assert!(scan_value(&[0xdc, 0, 100], &small).is_err());
+    // ...and 7 elements fit exactly, so an 8th cannot.
+    assert_eq!(
+        scan_value(&[0xdc, 0, 7, 1, 2, 3, 4, 5, 6, 7], &small),
+        Ok(Scan::Complete(10))
+    );
+    let mut s = Scanner::new(small);
+    let stream = [0x92, 0x95, 1, 2, 3, 4, 5, 0x93, 1, 2, 3];
+    let e = s.resume(&stream);
+    // The inner array at byte 7 wants 3 elements with 2 bytes left.
+    assert!(
+        matches!(
+            e,
+            Err(ScanError::TooLarge {
+                offset: 7,
+                declared: 3,
+                allowed: 2,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    // A header that itself crosses the limit.
+    let e = scan_value(&[0x92, 0, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0], &small);
+    assert!(
+        matches!(e, Err(ScanError::TooLarge { offset: 2, .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn depth_limit_counts_containers() {
     let ok = [[0x91u8; 8].as_slice(), &[0x01]].concat();
     assert_eq!(scan(&ok), Ok(Scan::Complete(9)));
