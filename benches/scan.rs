@@ -1,6 +1,7 @@
 //! Hot-path cost of framing and validating forward-protocol frames: FrameScanner +
 //! decode_frame on a PackedForward frame of 1000 small cpu_info-like records, plain and
-//! gzip-compressed, reported both in bytes/s (of the frame on the wire) and events/s.
+//! gzip-compressed, and the same events in Forward mode (converted to packed form),
+//! reported both in bytes/s (of the frame on the wire) and events/s.
 
 use bytes::Bytes;
 use criterion::{
@@ -35,6 +36,16 @@ fn body() -> Vec<u8> {
         ]);
         out.extend(enc(&Value::Array(vec![Value::Ext(0, t), record])));
     }
+    out
+}
+
+/// The same events in Forward mode (`[tag, [[time, record], ...]]`), as Fluent Bit sends.
+fn forward_frame() -> Vec<u8> {
+    let body = body();
+    let mut out = vec![0x92];
+    out.extend(enc(&Value::from("td.test_database.cpu_info")));
+    out.extend([0xdc, (EVENTS >> 8) as u8, EVENTS as u8]);
+    out.extend(body);
     out
 }
 
@@ -77,8 +88,12 @@ fn scan_and_decode(frame: &Bytes) -> u32 {
 }
 
 fn cases(group: &mut BenchmarkGroup<'_, WallTime>, bytes: bool) {
-    for (name, gzip) in [("packed_plain", false), ("packed_gzip", true)] {
-        let f = Bytes::from(frame(gzip));
+    for (name, f) in [
+        ("packed_plain", frame(false)),
+        ("packed_gzip", frame(true)),
+        ("forward", forward_frame()),
+    ] {
+        let f = Bytes::from(f);
         assert_eq!(scan_and_decode(&f), EVENTS as u32);
         group.throughput(if bytes {
             Throughput::Bytes(f.len() as u64)
