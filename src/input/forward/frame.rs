@@ -120,6 +120,9 @@ pub enum Frame {
 }
 
 /// The events of one frame and what the client asked for in reply.
+///
+/// `batch.count` may be 0 (an empty Forward array or packed body); a client that sent
+/// a `chunk` still waits for its ack.
 #[derive(Debug)]
 pub struct EventFrame {
     /// The events.

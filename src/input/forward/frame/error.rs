@@ -80,6 +80,14 @@ pub enum DecodeError {
         /// What is wrong and where.
         source: ScanError,
     },
+    /// One entry of a JSON frame is wrong (JSON has no byte offsets worth reporting).
+    #[error("entry {index}: {what}")]
+    JsonEntry {
+        /// Which entry.
+        index: u32,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A Message-mode record is nil: Fluentd drops such a frame silently and never
     /// acks it, which would leave an acking client waiting, so it is refused.
     #[error("Message-mode record is nil, expected a record")]

@@ -240,10 +240,7 @@ pub(super) fn decode(
 }
 
 fn json_entry(index: u32, what: &'static str) -> DecodeError {
-    DecodeError::Entry {
-        index,
-        source: crate::msgpack::ScanError::Entry { offset: 0, what },
-    }
+    DecodeError::JsonEntry { index, what }
 }
 
 /// Writes `[time, record]`; false (nothing written) for a null record.
