@@ -84,6 +84,18 @@ pub enum ScanError {
     },
 }
 
+impl ScanError {
+    /// The byte offset of the problem, for a log line.
+    pub fn offset(&self) -> usize {
+        match *self {
+            ScanError::Invalid { offset, .. }
+            | ScanError::TooLarge { offset, .. }
+            | ScanError::Entry { offset, .. }
+            | ScanError::TooDeep { offset, .. } => offset,
+        }
+    }
+}
+
 /// Resumable scan state for one value: the position reached and the open containers,
 /// so bytes appended between calls are scanned once, never from the start again.
 #[derive(Clone, Debug)]

@@ -156,6 +156,20 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// The byte offset within the frame (or the inflated body) where the problem was
+    /// found, when one is meaningful; for the connection's one-line close reason.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            DecodeError::Malformed(e)
+            | DecodeError::Entry { source: e, .. }
+            | DecodeError::Payload { source: e, .. } => Some(e.offset()),
+            DecodeError::Trailing { offset, .. }
+            | DecodeError::JsonStart { offset, .. }
+            | DecodeError::JsonTooDeep { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
     /// Wraps a problem inside entry `index`.
     pub(super) fn entry(index: u32) -> impl Fn(ScanError) -> DecodeError {
         move |source| DecodeError::Entry { index, source }
