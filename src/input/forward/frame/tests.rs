@@ -415,10 +415,11 @@ fn frame_shapes_are_checked() {
         decode(&two),
         Err(DecodeError::Trailing { extra: 1, .. })
     ));
-    assert!(matches!(
-        decode(&[0xc0, 0xc0]),
-        Err(DecodeError::Trailing { .. })
-    ));
+    let e = decode(&[0xc0, 0xc0]);
+    assert!(matches!(e, Err(DecodeError::Trailing { .. })));
+    assert_eq!(e.err().and_then(|e| e.offset()), Some(1));
+    let e = decode(&[0x93, 0xa1, b't', 0x01, 0x91, 0xc1]).err();
+    assert_eq!(e.as_ref().and_then(DecodeError::offset), Some(5), "{e:?}");
     // A bin tag holding UTF-8 is accepted, as Fluentd does.
     let ev = events(&enc(&Value::Array(vec![
         Value::Binary(b"bin.tag".to_vec()),
