@@ -1,10 +1,13 @@
 //! Walks validated entry bytes without building values.
 //!
-//! TEMPORARY body (output branch): a simple walker built on `rmpv` so output tests run.
-//! The frame engineer's fast walker replaces it at merge; the signature is unchanged.
+//! An entry is a 2-element array `[time, record]` of any header width (reference,
+//! section 2); `time` is an integer, a float, an EventTime (ext type 0, 8 bytes:
+//! section 3) or Fluent Bit 5's `[time, {metadata}]`.
 
+use super::ScanError;
+use super::head::{Cursor, Head, truncated};
+use super::scan::{Scanner, check_value};
 use crate::event::EventTime;
-use rmpv::ValueRef;
 
 /// One `[time, record]` entry, borrowed from the entry bytes.
 #[derive(Clone, Copy, Debug)]
@@ -20,89 +23,219 @@ pub struct Entry<'a> {
 }
 
 /// Iterates the entries of a buffer the frame scanner already validated.
+///
+/// Allocation-free: records are skipped with a single counter, not a stack. Bytes that
+/// were not validated still cannot cause a panic; the first bad entry yields an error
+/// and ends the iteration.
 pub fn entries(buf: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, super::ScanError>> {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= buf.len() {
+    Entries {
+        buf,
+        pos: 0,
+        failed: false,
+    }
+}
+
+struct Entries<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<Entry<'a>, ScanError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
             return None;
         }
-        let res = entry_at(buf, pos);
-        match &res {
-            Ok(e) => pos += e.raw.len(),
-            Err(_) => pos = buf.len(),
+        match read_entry(self.buf, self.pos, None) {
+            Ok((e, end)) => {
+                self.pos = end;
+                Some(Ok(e))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
         }
-        Some(res)
+    }
+}
+
+/// A time read from the wire, with whether Fluentd would call it zero (`time.to_i == 0`),
+/// which Message and Forward modes replace by the arrival time.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeRead {
+    /// The decoded time.
+    pub time: EventTime,
+    /// True when the whole-seconds part is 0.
+    pub zero: bool,
+}
+
+const NANOS: u32 = 1_000_000_000;
+
+/// Reads one time value (integer, float or EventTime; not nil, not the metadata form).
+pub fn read_time(cur: &mut Cursor<'_>) -> Result<TimeRead, ScanError> {
+    let at = cur.pos;
+    let bad = |what| ScanError::Entry { offset: at, what };
+    let head = cur.head()?;
+    let time = match head {
+        Head::UInt(n) => EventTime {
+            secs: i64::try_from(n).map_err(|_| bad("time does not fit a signed 64-bit integer"))?,
+            nanos: 0,
+        },
+        Head::Int(i) => EventTime { secs: i, nanos: 0 },
+        Head::Float(f) => {
+            if !f.is_finite() || f.abs() >= 9.0e15 {
+                return Err(bad("time is a float that is not finite or out of range"));
+            }
+            let zero = f.trunc() == 0.0;
+            let floor = f.floor();
+            let mut secs = floor as i64;
+            let mut nanos = ((f - floor) * 1e9).round() as u32;
+            if nanos >= NANOS {
+                secs += 1;
+                nanos = 0;
+            }
+            return Ok(TimeRead {
+                time: EventTime { secs, nanos },
+                zero,
+            });
+        }
+        Head::Ext { ty: 0, len: 8 } => {
+            let b: [u8; 8] = cur.body(8)?.try_into().map_err(|_| truncated(at))?;
+            let nanos = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+            if nanos >= NANOS {
+                return Err(bad("EventTime nanoseconds are 1000000000 or more"));
+            }
+            EventTime {
+                secs: i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                nanos,
+            }
+        }
+        Head::Ext { ty: 0, .. } => {
+            return Err(bad(
+                "time is an EventTime (ext 0) whose length is not 8 bytes (4 seconds + 4 nanoseconds)",
+            ));
+        }
+        Head::Ext { ty: -1, .. } => {
+            return Err(bad(
+                "time is a msgpack Timestamp (ext -1), expected integer, float or EventTime (ext 0)",
+            ));
+        }
+        other => return Err(bad(time_type_error(&other))),
+    };
+    Ok(TimeRead {
+        time,
+        zero: time.secs == 0,
     })
 }
 
-fn invalid(offset: usize, what: &'static str) -> super::ScanError {
-    super::ScanError::Invalid { offset, what }
-}
-
-/// Reads one value at `pos`, returning it and the offset just past it.
-fn value_at(buf: &[u8], pos: usize) -> Result<(ValueRef<'_>, usize), super::ScanError> {
-    let mut rest = buf.get(pos..).ok_or(invalid(pos, "entry expected"))?;
-    let before = rest.len();
-    let v = rmpv::decode::read_value_ref(&mut rest).map_err(|_| invalid(pos, "bad value"))?;
-    Ok((v, pos + (before - rest.len())))
-}
-
-/// Reads an array header of exactly two elements at `pos`, returning the offset after it.
-fn pair_header(buf: &[u8], pos: usize) -> Result<usize, super::ScanError> {
-    let mut rest = buf.get(pos..).ok_or(invalid(pos, "entry expected"))?;
-    let before = rest.len();
-    match rmp::decode::read_array_len(&mut rest) {
-        Ok(2) => Ok(pos + (before - rest.len())),
-        _ => Err(invalid(pos, "entry is not a 2-element array")),
-    }
-}
-
-fn time_of(v: &ValueRef<'_>, pos: usize) -> Result<EventTime, super::ScanError> {
-    match v {
-        ValueRef::Integer(i) => Ok(EventTime {
-            secs: i.as_i64().ok_or(invalid(pos, "time out of range"))?,
-            nanos: 0,
-        }),
-        ValueRef::F32(f) => Ok(float_time(f64::from(*f))),
-        ValueRef::F64(f) => Ok(float_time(*f)),
-        ValueRef::Ext(0, d) if d.len() == 8 => {
-            let mut s = [0u8; 4];
-            let mut n = [0u8; 4];
-            s.copy_from_slice(d.get(..4).unwrap_or(&[0; 4]));
-            n.copy_from_slice(d.get(4..).unwrap_or(&[0; 4]));
-            Ok(EventTime {
-                secs: i64::from(u32::from_be_bytes(s)),
-                nanos: u32::from_be_bytes(n),
-            })
+/// The message for a time of the wrong type, naming the type found.
+pub fn time_type_error(head: &Head) -> &'static str {
+    match head {
+        Head::Nil => "time is nil, expected integer, float or EventTime",
+        Head::Bool(_) => "time is a boolean, expected integer, float or EventTime",
+        Head::Str(_) => "time is a string, expected integer, float or EventTime",
+        Head::Bin(_) => "time is a binary, expected integer, float or EventTime",
+        Head::Ext { .. } => {
+            "time is an extension of unknown type, expected integer, float or EventTime (ext 0)"
         }
-        _ => Err(invalid(pos, "time is not an integer, float or EventTime")),
+        Head::Array(_) => "time is an array other than [time, {metadata}]",
+        Head::Map(_) => "time is a map, expected integer, float or EventTime",
+        Head::UInt(_) | Head::Int(_) | Head::Float(_) => "time is out of range",
     }
 }
 
-fn float_time(f: f64) -> EventTime {
-    let secs = f.floor();
-    EventTime {
-        secs: secs as i64,
-        nanos: ((f - secs) * 1e9) as u32,
-    }
-}
-
-fn entry_at(buf: &[u8], start: usize) -> Result<Entry<'_>, super::ScanError> {
-    let time_pos = pair_header(buf, start)?;
-    let (tv, record_pos) = value_at(buf, time_pos)?;
-    let (time, metadata) = match tv {
-        ValueRef::Array(_) => {
-            let inner = pair_header(buf, time_pos)?;
-            let (t, meta_pos) = value_at(buf, inner)?;
-            (time_of(&t, inner)?, buf.get(meta_pos..record_pos))
+/// Reads the `[time, {metadata}]` form after its 2-element array header; returns the
+/// time and the metadata map's byte range.
+pub fn read_meta_time(
+    cur: &mut Cursor<'_>,
+    check: Option<&mut Scanner>,
+) -> Result<(TimeRead, (usize, usize)), ScanError> {
+    let time = read_time(cur)?;
+    let at = cur.pos;
+    let mut peek = *cur;
+    match peek.head()? {
+        Head::Map(_) => {}
+        _ => {
+            return Err(ScanError::Entry {
+                offset: at,
+                what: "time is [time, metadata] but metadata is not a map",
+            });
         }
-        other => (time_of(&other, time_pos)?, None),
+    }
+    value(cur, check)?;
+    Ok((time, (at, cur.pos)))
+}
+
+/// Moves past one value, validating it with `check` when given.
+#[inline]
+pub fn value(cur: &mut Cursor<'_>, check: Option<&mut Scanner>) -> Result<usize, ScanError> {
+    let start = cur.pos;
+    match check {
+        Some(s) => cur.pos = check_value(s, cur.buf, cur.pos)?,
+        None => {
+            cur.skip()?;
+        }
+    }
+    Ok(start)
+}
+
+/// Reads the entry at `pos` of a complete buffer; with `check`, the record (and any
+/// metadata) is validated for form and depth, else only skipped.
+pub fn read_entry<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    mut check: Option<&mut Scanner>,
+) -> Result<(Entry<'a>, usize), ScanError> {
+    let mut cur = Cursor { buf, pos };
+    match cur.head()? {
+        Head::Array(2) => {}
+        Head::Array(_) => {
+            return Err(ScanError::Entry {
+                offset: pos,
+                what: "entry is an array whose length is not 2, expected [time, record]",
+            });
+        }
+        other => {
+            return Err(ScanError::Entry {
+                offset: pos,
+                what: entry_type_error(&other),
+            });
+        }
+    }
+    let mut peek = cur;
+    let (time, metadata) = match peek.head()? {
+        Head::Array(2) => {
+            cur = peek;
+            let (t, (a, b)) = read_meta_time(&mut cur, check.as_deref_mut())?;
+            (t.time, buf.get(a..b))
+        }
+        _ => (read_time(&mut cur)?.time, None),
     };
-    let (_, end) = value_at(buf, record_pos)?;
-    Ok(Entry {
+    let rec = value(&mut cur, check)?;
+    let end = cur.pos;
+    let entry = Entry {
         time,
         metadata,
-        record: buf.get(record_pos..end).unwrap_or_default(),
-        raw: buf.get(start..end).unwrap_or_default(),
-    })
+        record: buf.get(rec..end).unwrap_or_default(),
+        raw: buf.get(pos..end).unwrap_or_default(),
+    };
+    Ok((entry, end))
+}
+
+/// The message for an entry that is not an array, naming the type found.
+pub fn entry_type_error(head: &Head) -> &'static str {
+    match head {
+        Head::Nil => "entry is nil, expected a [time, record] array",
+        Head::Bool(_) => "entry is a boolean, expected a [time, record] array",
+        Head::UInt(_) | Head::Int(_) => "entry is an integer, expected a [time, record] array",
+        Head::Float(_) => "entry is a float, expected a [time, record] array",
+        Head::Str(_) => "entry is a string, expected a [time, record] array",
+        Head::Bin(_) => "entry is a binary, expected a [time, record] array",
+        Head::Ext { .. } => "entry is an extension, expected a [time, record] array",
+        Head::Map(_) => "entry is a map, expected a [time, record] array",
+        Head::Array(_) => "entry is an array whose length is not 2, expected [time, record]",
+    }
 }
