@@ -27,7 +27,7 @@ use serde_json::ser::Formatter as _;
 ///
 /// The ingest scanner already bounds record depth (64 by default); this is a second,
 /// generous guard so a mis-configured or corrupt chunk cannot exhaust the thread stack.
-pub const MAX_DEPTH: usize = 256;
+pub const MAX_DEPTH: usize = 128;
 
 /// Appends the JSON form of one MessagePack value, which must fill `value` exactly.
 ///
@@ -356,7 +356,7 @@ fn write_key(r: &mut Reader<'_>, out: &mut Vec<u8>, depth: usize) -> Result<(), 
 /// Writes the value at `r` and advances past it. Recursion is bounded by [`MAX_DEPTH`].
 fn write_value(r: &mut Reader<'_>, out: &mut Vec<u8>, depth: usize) -> Result<(), ScanError> {
     if depth >= MAX_DEPTH {
-        return Err(r.err("nesting deeper than the transcoder's limit of 256"));
+        return Err(r.err("nesting deeper than the transcoder's limit of 128"));
     }
     let marker = r.byte()?;
     match marker {

@@ -112,43 +112,56 @@ fn openssl_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// An ECDSA P-256 certificate and a passphrase-encrypted PKCS#8 key made by openssl.
-fn encrypted_key_files(dir: &Path, pass: &str) {
-    let status = std::process::Command::new("openssl")
+/// The daemon's own generated certificate, with its key re-encrypted by openssl the way
+/// operators' keys usually are (`cipher` as in `openssl pkcs8 -topk8 -v2 <cipher>`;
+/// `des3` is what `openssl req` uses when it encrypts a new key).
+fn encrypted_key_files(dir: &Path, pass: &str, cipher: &str) {
+    std::fs::write(
+        dir.join("gen.toml"),
+        plain_config(r#"tls = { generate = true, common_name = "127.0.0.1" }"#),
+    )
+    .expect("config");
+    let gen_out = tidepool_cmd(dir)
+        .args(["-c", "gen.toml", "certs"])
+        .output()
+        .expect("certs");
+    assert!(
+        gen_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen_out.stderr)
+    );
+    let out = std::process::Command::new("openssl")
         .current_dir(dir)
         .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-keyout",
-            "key.pem",
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            cipher,
+            "-in",
+            "certs/server.key",
             "-out",
-            "cert.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-passout",
+            "key.pem",
         ])
+        .arg("-passout")
         .arg(format!("pass:{pass}"))
         .output()
         .expect("openssl");
     assert!(
-        status.status.success(),
+        out.status.success(),
         "openssl: {}",
-        String::from_utf8_lossy(&status.stderr)
+        String::from_utf8_lossy(&out.stderr)
     );
     let key = std::fs::read_to_string(dir.join("key.pem")).expect("key");
-    assert!(key.contains("ENCRYPTED"), "openssl wrote an encrypted key");
+    assert!(
+        key.contains("ENCRYPTED PRIVATE KEY"),
+        "openssl wrote an encrypted key"
+    );
 }
 
 fn file_tls_config() -> String {
-    plain_config(r#"tls = { cert = "cert.pem", key = "key.pem", passphrase = "${TP_KEY_PASS}" }"#)
+    plain_config(
+        r#"tls = { cert = "certs/server.pem", key = "key.pem", passphrase = "${TP_KEY_PASS}" }"#,
+    )
 }
 
 #[test]
@@ -156,8 +169,14 @@ fn an_encrypted_key_loads_with_the_right_passphrase_and_is_refused_with_a_wrong_
     if !openssl_available() && skip("the openssl command is not installed") {
         return;
     }
+    for cipher in ["des3", "aes-256-cbc"] {
+        encrypted_key_round(cipher);
+    }
+}
+
+fn encrypted_key_round(cipher: &str) {
     let dir = tempfile::tempdir().expect("tmp");
-    encrypted_key_files(dir.path(), "right horse battery");
+    encrypted_key_files(dir.path(), "right horse battery", cipher);
     std::fs::write(dir.path().join("tidepool.toml"), file_tls_config()).expect("config");
 
     let bad = tidepool_cmd(dir.path())
@@ -174,6 +193,6 @@ fn an_encrypted_key_loads_with_the_right_passphrase_and_is_refused_with_a_wrong_
         &file_tls_config(),
         &[("TP_KEY_PASS", "right horse battery")],
     );
-    let cfg = client_config(&dir.path().join("cert.pem"), &[&rustls::version::TLS12]);
+    let cfg = client_config(&dir.path().join("certs/ca.pem"), &[&rustls::version::TLS12]);
     send_over_tls(d.addr(0), cfg, "127.0.0.1", "file.key");
 }

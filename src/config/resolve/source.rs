@@ -135,7 +135,7 @@ impl Resolver<'_, '_, '_> {
             &p("max_decompressed_size"),
             64 << 20,
         );
-        let max_depth = self.count(raw.max_depth.as_ref(), &p("max_depth"), 64, 1, 10_000);
+        let max_depth = self.count(raw.max_depth.as_ref(), &p("max_depth"), 64, 1, 100);
         let max_connections = self.count(
             raw.max_connections.as_ref(),
             &p("max_connections"),

@@ -96,7 +96,7 @@ fn error_kinds() {
         ),
         (
             "[[source]]\ntype = \"forward\"\nlisten = \"127.0.0.1:0\"\nmax_depth = 0\n",
-            "t.toml:4:13: source[1].max_depth: 0 is out of range (expected 1 to 10000)",
+            "t.toml:4:13: source[1].max_depth: 0 is out of range (expected 1 to 100)",
         ),
         (
             "[[source]]\ntype = \"forward\"\nlisten = \"127.0.0.1:0\"\nsecurity = { shared_key = \"k\" }\n",

@@ -327,7 +327,9 @@ async fn read_frames<R: AsyncRead + Unpin>(
             _ = shutdown.cancelled() => return Err(Closed::Quiet("shutting down".into())),
         };
         if n == 0 {
-            if buf.is_empty() {
+            let clean =
+                buf.is_empty() || scanner.as_ref().is_some_and(|(sc, _)| sc.at_boundary(&buf));
+            if clean {
                 return Ok(());
             }
             return Err(Closed::Rejected {
