@@ -141,6 +141,22 @@ impl Scanner {
             let Some(&marker) = buf.get(pos) else {
                 return Ok(self.wait(pos.saturating_add(1)));
             };
+            // Hot path: scalars whose size the marker alone fixes (most of a record)
+            // skip the general header decoding. Anything unusual, including a value
+            // that would cross the limit, falls through to the exact checks below.
+            if let Some(len) = fixed_len(marker) {
+                let end = pos.saturating_add(len);
+                if end <= max {
+                    if end > buf.len() {
+                        return Ok(self.wait(end));
+                    }
+                    self.pos = end;
+                    if self.finish_value() {
+                        return Ok(self.done());
+                    }
+                    continue;
+                }
+            }
             let (head, hlen) = match read_head(buf, pos)? {
                 Some(h) => h,
                 None => return Ok(self.wait(pos.saturating_add(head_len(marker)))),
@@ -214,6 +230,26 @@ impl Scanner {
         }
         true
     }
+}
+
+/// The whole encoded size of a value that has no length field beyond its marker, or
+/// None for containers, variable-length values and the never-used byte.
+#[inline]
+fn fixed_len(marker: u8) -> Option<usize> {
+    Some(match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 1,
+        0xa0..=0xbf => 1 + usize::from(marker & 0x1f),
+        0xcc | 0xd0 => 2,
+        0xcd | 0xd1 => 3,
+        0xca | 0xce | 0xd2 => 5,
+        0xcb | 0xcf | 0xd3 => 9,
+        0xd4 => 3,
+        0xd5 => 4,
+        0xd6 => 6,
+        0xd7 => 10,
+        0xd8 => 18,
+        _ => return None,
+    })
 }
 
 fn too_large(offset: usize, marker: u8, declared: u64, allowed: u64, limit: usize) -> ScanError {
