@@ -80,6 +80,8 @@ struct Staged {
     dirty: bool,
     /// Created this round: the directory must be synced before its tickets resolve.
     fresh: bool,
+    /// An fdatasync failed: the chunk is retired at the end of the round.
+    sync_failed: bool,
     /// Blocks written but not yet acked (policy `commit`): resolved after the sync.
     written: Vec<Waiter>,
 }
@@ -264,6 +266,7 @@ impl Committer {
             waiting: Vec::new(),
             dirty: false,
             fresh: true,
+            sync_failed: false,
             written: Vec::new(),
         })
     }
@@ -347,32 +350,32 @@ impl Committer {
     /// resolves the tickets those syncs cover.
     fn sync_all(&mut self) {
         let shared = Arc::clone(&self.shared);
-        let mut synced_any = false;
-        let mut fresh = false;
-        let mut failed = Vec::new();
-        for (key, s) in self.staged.iter_mut() {
-            if s.dirty {
-                synced_any = true;
-                fresh |= s.fresh;
-                if !sync_one(&shared, s) {
-                    failed.push(key.clone());
-                }
-            }
+        let mut dirty: Vec<&mut Staged> = self
+            .staged
+            .values_mut()
+            .chain(self.retiring.iter_mut())
+            .filter(|s| s.dirty)
+            .collect();
+        let fresh = dirty.iter().any(|s| s.fresh);
+        let files: Vec<&File> = dirty.iter().map(|s| &s.file).collect();
+        let results = sync_files(&files);
+        if !dirty.is_empty() {
+            metrics::add(&shared.metrics.commit_rounds, 1);
+            metrics::add(&shared.metrics.fsync_count, dirty.len() as u64);
         }
+        for (s, result) in dirty.iter_mut().zip(results) {
+            after_sync(&shared, s, result);
+        }
+        let failed: Vec<String> = self
+            .staged
+            .iter()
+            .filter(|(_, s)| s.sync_failed)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in failed {
             if let Some(s) = self.staged.remove(&key) {
                 self.retiring.push(s);
             }
-        }
-        for s in &mut self.retiring {
-            if s.dirty {
-                synced_any = true;
-                fresh |= s.fresh;
-                sync_one(&shared, s);
-            }
-        }
-        if synced_any {
-            metrics::add(&shared.metrics.commit_rounds, 1);
         }
         let dir_ok = !fresh || sync_dir(&shared);
         let all = self.staged.values_mut().chain(self.retiring.iter_mut());
@@ -491,23 +494,57 @@ fn fail_waiter(shared: &Shared, w: Waiter, e: &io::Error, key: &str) {
     let _ = w.reply.send(Err(err));
 }
 
-/// fdatasyncs one chunk; on failure its written appends fail (after a failed fsync the
-/// kernel may have dropped the pages, so nothing written since the last good sync can
-/// be vouched for) and the chunk takes no more appends.
-fn sync_one(shared: &Shared, s: &mut Staged) -> bool {
-    metrics::add(&shared.metrics.fsync_count, 1);
-    match s.file.sync_data() {
-        Ok(()) => {
-            s.dirty = false;
-            true
+/// Most threads one round uses to fdatasync several chunk files at once; concurrent
+/// syncs let the filesystem fold them into fewer journal commits.
+const SYNC_THREADS: usize = 4;
+
+/// fdatasyncs `files`, in parallel when there are several; results in input order.
+fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
+    let serial = |part: &[&File]| part.iter().map(|f| f.sync_data()).collect::<Vec<_>>();
+    if files.len() <= 1 {
+        return serial(files);
+    }
+    let per = files.len().div_ceil(SYNC_THREADS);
+    std::thread::scope(|scope| {
+        let mut parts = files.chunks(per);
+        let first = parts.next().unwrap_or_default();
+        let spawned: Vec<_> = parts
+            .map(|part| {
+                let handle = std::thread::Builder::new()
+                    .name("tp-fsync".into())
+                    .spawn_scoped(scope, move || serial(part));
+                (part, handle)
+            })
+            .collect();
+        let mut out = serial(first);
+        for (part, handle) in spawned {
+            match handle {
+                Ok(h) => out.extend(h.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|_| Err(io::Error::other("fsync thread panicked")))
+                        .collect()
+                })),
+                // No thread to be had: sync this part here.
+                Err(_) => out.extend(serial(part)),
+            }
         }
+        out
+    })
+}
+
+/// Books one chunk's fdatasync result. On failure its written appends fail (after a
+/// failed fsync the kernel may have dropped the pages, so nothing written since the
+/// last good sync can be vouched for) and the chunk takes no more appends.
+fn after_sync(shared: &Shared, s: &mut Staged, result: io::Result<()>) {
+    match result {
+        Ok(()) => s.dirty = false,
         Err(e) => {
             tracing::error!(buffer = %shared.name, path = %s.path.display(), error = %e, "fdatasync of a chunk file failed; the affected appends are not acked");
             let key = s.header.key.clone();
             for w in s.written.drain(..) {
                 fail_waiter(shared, w, &e, &key);
             }
-            false
+            s.sync_failed = true;
         }
     }
 }
