@@ -446,7 +446,10 @@ fn write_pending(shared: &Shared, s: &mut Staged) -> bool {
     if s.pending.is_empty() {
         return true;
     }
+    #[cfg(not(test))]
     let result = s.file.write_all(&s.pending);
+    #[cfg(test)]
+    let result = injected_write(shared, s);
     match result {
         Ok(()) => {
             let n = s.pending.len() as u64;
@@ -497,6 +500,22 @@ fn fail_waiter(shared: &Shared, w: Waiter, e: &io::Error, key: &str) {
 /// Most threads one round uses to fdatasync several chunk files at once; concurrent
 /// syncs let the filesystem fold them into fewer journal commits.
 const SYNC_THREADS: usize = 4;
+
+/// Tests make the next writes fail with ENOSPC after writing half their bytes (a
+/// torn write), through [`Shared::inject_enospc`].
+#[cfg(test)]
+fn injected_write(shared: &Shared, s: &mut Staged) -> io::Result<()> {
+    use std::sync::atomic::Ordering;
+    let inject = shared
+        .inject_enospc
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    if inject.is_err() {
+        return s.file.write_all(&s.pending);
+    }
+    let half = s.pending.len() / 2;
+    s.file.write_all(&s.pending[..half])?;
+    Err(io::Error::from(io::ErrorKind::StorageFull))
+}
 
 /// fdatasyncs `files`, in parallel when there are several; results in input order.
 fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {

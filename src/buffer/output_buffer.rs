@@ -112,6 +112,8 @@ impl OutputBuffer {
             closed: AtomicBool::new(false),
             #[cfg(test)]
             round_gate: Mutex::new(()),
+            #[cfg(test)]
+            inject_enospc: std::sync::atomic::AtomicU32::new(0),
         });
         shared.enqueue_charged(chunks);
         let (mode, mode_rx) = watch::channel(Mode::Run);

@@ -41,6 +41,9 @@ pub(super) struct Shared {
     /// so "many appends, few rounds" is deterministic.
     #[cfg(test)]
     pub round_gate: Mutex<()>,
+    /// Tests set this to make that many chunk writes fail with ENOSPC.
+    #[cfg(test)]
+    pub inject_enospc: std::sync::atomic::AtomicU32,
 }
 
 /// The mutable part of [`Shared`].

@@ -752,3 +752,117 @@ fn backoff_doubles_with_bounded_jitter_and_caps() {
         assert!(flush::backoff(&cfg, failures) <= Duration::from_secs(60));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_fails_the_append_cuts_the_torn_write_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sink(true);
+    let buf = OutputBuffer::open("out", &config(), dir.path(), s.sink.clone())
+        .await
+        .unwrap();
+    buf.append("k", batch(1), 1)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    buf.shared().inject_enospc.store(1, Ordering::SeqCst);
+    let err = buf.append("k", batch(2), 1).await.unwrap().wait().await;
+    assert_eq!(err, Err(AppendError::NoSpace("out".into())));
+    // The disk counts as full now: under `block` the next append waits, then goes in.
+    buf.append("k", batch(3), 1)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let m = buf.metrics().snapshot();
+    assert_eq!(
+        (m.write_errors, m.blocked_appends, m.acked_appends),
+        (1, 1, 2)
+    );
+    buf.queue_staged().await;
+    let chunk = s.recv().await;
+    assert_eq!(&chunk.entries[..], &[batch(1), batch(3)].concat()[..]);
+    assert_eq!(chunk.records, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_refuses_under_throw_exception() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sink(true);
+    let cfg = BufferConfig {
+        overflow_action: OverflowAction::ThrowException,
+        ..config()
+    };
+    let buf = OutputBuffer::open("out", &cfg, dir.path(), s.sink.clone())
+        .await
+        .unwrap();
+    buf.shared().inject_enospc.store(1, Ordering::SeqCst);
+    let err = buf.append("k", batch(1), 1).await.unwrap().wait().await;
+    assert_eq!(err, Err(AppendError::NoSpace("out".into())));
+    let err = buf.append("k", batch(2), 1).await.unwrap_err();
+    assert_eq!(err, AppendError::NoSpace("out".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_and_never_policies_ack_after_the_write() {
+    for fsync in [
+        FsyncPolicy::Interval(Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(true);
+        let cfg = BufferConfig {
+            fsync,
+            flush_interval: Duration::from_millis(1),
+            ..config()
+        };
+        let buf = OutputBuffer::open("out", &cfg, dir.path(), s.sink.clone())
+            .await
+            .unwrap();
+        buf.append("k", batch(1), 1)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(&s.recv().await.entries[..], &batch(1)[..]);
+        buf.shutdown(PATIENCE).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_requeued_while_stopped_flow_at_the_next_start() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("buffer").join("out");
+    let s = sink(true);
+    s.sink.permanent.store(true, Ordering::SeqCst);
+    let buf = OutputBuffer::open("out", &config(), &dir, s.sink.clone())
+        .await
+        .unwrap();
+    buf.append("k", batch(4), 1)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    buf.queue_staged().await;
+    until("dead letter", || {
+        buf.metrics().snapshot().dead_letter_count == 1
+    })
+    .await;
+    buf.shutdown(PATIENCE).await;
+    drop(buf);
+    let cmd = BufferCommand::DeadLetter(DeadLetterCommand::Requeue {
+        target: "ALL".into(),
+        output: None,
+    });
+    run_cli(data.path(), &cmd).unwrap();
+    let mut s2 = sink(true);
+    let buf = OutputBuffer::open("out", &config(), &dir, s2.sink.clone())
+        .await
+        .unwrap();
+    assert_eq!(&s2.recv().await.entries[..], &batch(4)[..]);
+    buf.shutdown(PATIENCE).await;
+}
