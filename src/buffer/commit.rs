@@ -31,6 +31,10 @@ use tokio::sync::oneshot;
 /// appender of a burst is not made to wait for the whole burst's writes.
 const ROUND_MAX_BYTES: usize = 32 << 20;
 
+/// Most staged chunk files open at once (one per chunk key); a new key beyond it
+/// queues the oldest staged chunk early, so many keys cannot exhaust file descriptors.
+pub(super) const MAX_STAGED_FILES: usize = 256;
+
 /// What appenders and the buffer's owner ask of the commit thread.
 pub(super) enum Request {
     /// Store one block.
@@ -207,6 +211,17 @@ impl Committer {
                 && let Some(full) = self.staged.remove(&a.key)
             {
                 self.retiring.push(full);
+            }
+        }
+        if !self.staged.contains_key(&a.key) && self.staged.len() >= MAX_STAGED_FILES {
+            // Bound open files: the chunk opened longest ago is queued early.
+            let oldest = self
+                .staged
+                .iter()
+                .min_by_key(|(_, s)| s.opened)
+                .map(|(k, _)| k.clone());
+            if let Some(s) = oldest.and_then(|k| self.staged.remove(&k)) {
+                self.retiring.push(s);
             }
         }
         if !self.staged.contains_key(&a.key) {

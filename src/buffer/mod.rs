@@ -67,7 +67,9 @@
 //! good checksums are kept, a torn or corrupt tail is truncated (a warning gives the
 //! byte count), a file with an unreadable header is moved to `dead-letter/` (never
 //! deleted), and every survivor is queued. Queued chunks are kept as paths, so a
-//! backlog of thousands drains with one open file per flush worker.
+//! backlog of thousands drains with one open file per flush worker; staged chunks
+//! keep their file open, at most 256 of them (a new key beyond that queues the
+//! oldest staged chunk early).
 //!
 //! # Limits
 //!

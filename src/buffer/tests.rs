@@ -866,3 +866,26 @@ async fn dead_letters_requeued_while_stopped_flow_at_the_next_start() {
     assert_eq!(&s2.recv().await.entries[..], &batch(4)[..]);
     buf.shutdown(PATIENCE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_keys_keep_a_bounded_number_of_staged_files_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sink(false);
+    let buf = OutputBuffer::open("out", &config(), dir.path(), s.sink.clone())
+        .await
+        .unwrap();
+    let keys = commit::MAX_STAGED_FILES + 44;
+    for i in 0..keys {
+        let key = format!("td.db.table{i}");
+        buf.append(&key, batch(i), 1)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    let staged = chunk_ids(dir.path(), FileState::Staged).len();
+    let queued = chunk_ids(dir.path(), FileState::Queued).len();
+    assert_eq!(staged, commit::MAX_STAGED_FILES);
+    assert_eq!(staged + queued, keys);
+}
