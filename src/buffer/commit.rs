@@ -201,7 +201,7 @@ impl Committer {
         let cfg = &shared.cfg;
         let block_len = (BLOCK_HEADER + a.entries.len()) as u64;
         if let Some(s) = self.staged.get(&a.key) {
-            let has_blocks = s.total_records() > 0;
+            let has_blocks = s.logical_len() > s.header.encoded_len() as u64;
             let too_big = s.logical_len() + block_len > cfg.chunk_limit_size;
             let records = u64::from(s.total_records()) + u64::from(a.records);
             let too_many = cfg.chunk_limit_records.is_some_and(|l| records > l)
@@ -339,11 +339,14 @@ impl Committer {
             write_pending(&self.shared, s);
         }
         match self.shared.cfg.fsync {
-            FsyncPolicy::Commit => self.sync_all(),
+            FsyncPolicy::Commit => self.sync(true),
             FsyncPolicy::Interval(every) => {
                 self.ack_written();
-                if self.last_sync + every <= Instant::now() {
-                    self.sync_all();
+                let due = self.last_sync + every <= Instant::now();
+                // Chunks about to be closed are synced now: the periodic sync only
+                // sees open ones.
+                if due || self.retiring.iter().any(|s| s.dirty) {
+                    self.sync(due);
                 }
             }
             FsyncPolicy::Never => self.ack_written(),
@@ -363,11 +366,10 @@ impl Committer {
 
     /// fdatasyncs every dirty chunk file (and the directory if one is new), then
     /// resolves the tickets those syncs cover.
-    fn sync_all(&mut self) {
+    fn sync(&mut self, staged_too: bool) {
         let shared = Arc::clone(&self.shared);
-        let mut dirty: Vec<&mut Staged> = self
-            .staged
-            .values_mut()
+        let staged = self.staged.values_mut().filter(|_| staged_too);
+        let mut dirty: Vec<&mut Staged> = staged
             .chain(self.retiring.iter_mut())
             .filter(|s| s.dirty)
             .collect();
@@ -381,6 +383,22 @@ impl Committer {
         for (s, result) in dirty.iter_mut().zip(results) {
             after_sync(&shared, s, result);
         }
+        let dir_ok = !fresh || sync_dir(&shared);
+        for s in dirty.iter_mut() {
+            let dir_unsynced = s.fresh && !dir_ok;
+            s.fresh = dir_unsynced;
+            for w in s.written.drain(..) {
+                if dir_unsynced {
+                    let _ = w.reply.send(Err(AppendError::Io(format!(
+                        "buffer {}: syncing directory {} failed",
+                        shared.name,
+                        shared.dir.display()
+                    ))));
+                } else {
+                    ack(&shared, w);
+                }
+            }
+        }
         let failed: Vec<String> = self
             .staged
             .iter()
@@ -392,24 +410,9 @@ impl Committer {
                 self.retiring.push(s);
             }
         }
-        let dir_ok = !fresh || sync_dir(&shared);
-        let all = self.staged.values_mut().chain(self.retiring.iter_mut());
-        for s in all {
-            let fresh_unsynced = s.fresh && !dir_ok;
-            s.fresh &= fresh_unsynced;
-            for w in s.written.drain(..) {
-                if fresh_unsynced {
-                    let _ = w.reply.send(Err(AppendError::Io(format!(
-                        "buffer {}: syncing directory {} failed",
-                        shared.name,
-                        shared.dir.display()
-                    ))));
-                } else {
-                    ack(&shared, w);
-                }
-            }
+        if staged_too {
+            self.last_sync = Instant::now();
         }
-        self.last_sync = Instant::now();
     }
 
     /// Closes the finished chunks, renames them to their queued name and queues them.

@@ -97,6 +97,8 @@ pub mod sidecar;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_limits;
+#[cfg(test)]
 mod tests_recovery;
 
 pub use cli::{BufferCommand, DeadLetterCommand, run_cli};
