@@ -355,7 +355,8 @@ impl OutputBuffer {
     /// each queued chunk once more (ignoring backoff) within `timeout`, then stop the
     /// workers. Whatever is not delivered stays on disk for the next start (memory
     /// buffers lose it, with a warning). Appends blocked on a full buffer fail with
-    /// [`AppendError::Closed`].
+    /// [`AppendError::Closed`]. Call it after the inputs stopped reading and the
+    /// tickets of in-flight batches were awaited, so their acks can still go out.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let shared = &self.shared;
         shared.closed.store(true, Ordering::Release);
