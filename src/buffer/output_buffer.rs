@@ -40,6 +40,23 @@ pub struct OutputBuffer {
     _lock: File,
 }
 
+impl std::fmt::Debug for OutputBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputBuffer")
+            .field("name", &self.shared.name)
+            .field("dir", &self.shared.dir)
+            .field("kind", &self.shared.cfg.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+// The router shares buffers across connection tasks.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<OutputBuffer>();
+    shareable::<CommitTicket>();
+};
+
 enum Backend {
     File(mpsc::Sender<Request>),
     Memory(Arc<MemoryStage>),
