@@ -203,3 +203,53 @@ async fn staged_chunks_of_a_dropped_buffer_are_recovered() {
     assert_eq!(chunk.records, 3);
     buf.shutdown(PATIENCE).await;
 }
+
+proptest::proptest! {
+    /// Any bytes at all: parsing never panics, and whatever it keeps has good framing.
+    #[test]
+    fn parse_survives_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        if let Ok(image) = chunk_file::parse(&bytes) {
+            proptest::prop_assert!(image.good_len <= bytes.len());
+            for r in &image.entries {
+                proptest::prop_assert!(r.end <= image.good_len);
+            }
+        }
+    }
+
+    /// A chunk cut anywhere, or with any one byte flipped, keeps exactly the blocks
+    /// that precede the damage.
+    #[test]
+    fn damage_keeps_exactly_the_blocks_before_it(
+        blocks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..40), 1..6),
+        cut in proptest::num::usize::ANY,
+        flip in proptest::num::usize::ANY,
+        bit in 0u8..8,
+    ) {
+        let header = ChunkHeader::new("k");
+        let mut bytes = Vec::new();
+        header.encode(&mut bytes);
+        let header_len = bytes.len();
+        let mut ends = Vec::new();
+        for b in &blocks {
+            bytes.extend_from_slice(&chunk_file::block_header(b, 1));
+            bytes.extend_from_slice(b);
+            ends.push(bytes.len());
+        }
+        let whole = chunk_file::parse(&bytes).unwrap();
+        proptest::prop_assert_eq!(whole.entries.len(), blocks.len());
+        proptest::prop_assert!(whole.tail.is_none());
+
+        let cut = header_len + cut % (bytes.len() - header_len + 1);
+        let image = chunk_file::parse(&bytes[..cut]).unwrap();
+        let intact = ends.iter().filter(|&&e| e <= cut).count();
+        proptest::prop_assert_eq!(image.entries.len(), intact);
+        proptest::prop_assert_eq!(image.records as usize, intact);
+
+        let at = header_len + flip % (bytes.len() - header_len);
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 1 << bit;
+        let image = chunk_file::parse(&flipped).unwrap();
+        let before = ends.iter().filter(|&&e| e <= at).count();
+        proptest::prop_assert_eq!(image.entries.len(), before);
+    }
+}
