@@ -31,7 +31,7 @@
 //! created), then resolves the tickets of the whole round. Appends arriving meanwhile
 //! form the next round, which starts as soon as this one ends. `fsync = "interval:<d>"`
 //! resolves tickets after the write and syncs every `d`; `"never"` leaves syncing to
-//! the OS. See [`commit`].
+//! the OS (both documented as weaker). Details in `commit.rs`.
 //!
 //! # Chunk file format (version 1; all integers little-endian)
 //!
@@ -70,6 +70,14 @@
 //! backlog of thousands drains with one open file per flush worker; staged chunks
 //! keep their file open, at most 256 of them (a new key beyond that queues the
 //! oldest staged chunk early).
+//!
+//! # Memory buffers and shutdown
+//!
+//! `type = "memory"` keeps staged and queued chunks as bytes: tickets resolve at
+//! once, a crash loses them; limits, retries and dead letters (written out as chunk
+//! files) work the same. [`OutputBuffer::shutdown`] refuses new appends, commits and
+//! queues every staged chunk, tries each queued chunk once more within its timeout,
+//! and leaves the rest on disk.
 //!
 //! # Limits
 //!

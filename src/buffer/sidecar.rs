@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The persisted part of a chunk's [`RetryState`].
+/// The persisted part of a queued chunk's retry state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryFile {
     /// Failed delivery attempts so far.
