@@ -43,7 +43,7 @@ pub struct Running {
 
 /// Binds every input and starts serving. Errors name the listener that failed.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let router = Arc::new(Router::build(&config)?);
+    let router = Arc::new(Router::build(&config).await?);
     for line in router.describe() {
         tracing::info!("route {line}");
     }
@@ -128,8 +128,10 @@ impl Running {
     }
 
     /// Stops accepting, lets connections finish their current frame and pending acks,
-    /// and waits for every task, at most `shutdown_timeout`.
+    /// then stops the buffers (commit, queue, one last flush), all within
+    /// `shutdown_timeout`; whatever is not flushed stays on disk.
     pub async fn shutdown(self) {
+        let started = std::time::Instant::now();
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
@@ -137,10 +139,12 @@ impl Running {
             .is_err()
         {
             tracing::warn!(
-                "shutdown_timeout ({:?}) reached with tasks still running",
+                "shutdown_timeout ({:?}) reached with connections still open",
                 self.shutdown_timeout
             );
         }
+        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
+        self.router().shutdown(left).await;
     }
 }
 

@@ -36,6 +36,9 @@ enum Command {
     Cat(CatArgs),
     /// Show, export or regenerate the generated TLS certificates.
     Certs(CertsArgs),
+    /// Inspect and repair output buffers (works with the daemon running or stopped).
+    #[command(subcommand)]
+    Buffer(tidepool::buffer::BufferCommand),
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +163,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Cat(args) => runtime.block_on(cat(args)),
         Command::Certs(args) => certs(&cli.config, args),
+        Command::Buffer(cmd) => {
+            let config = match load_config(&cli.config)? {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            print!(
+                "{}",
+                tidepool::buffer::run_cli(&config.server.data_dir, &cmd)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

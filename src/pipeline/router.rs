@@ -3,10 +3,11 @@
 //! A `Router` is immutable once built; reload builds a new one and swaps it, so the
 //! ingest path reads it without locks.
 
+use crate::buffer::OutputBuffer;
 use crate::config::Config;
 use crate::event::{Batch, Signal};
 use crate::metrics::RouterMetrics;
-use crate::output::{Chunk, ChunkId, Output, OutputError};
+use crate::output::Output;
 use crate::pipeline::pattern::TagPattern;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,23 +41,26 @@ impl Delivery {
     }
 }
 
-/// One output as the router sees it: a name for messages and where batches go.
+/// One output as the router sees it: a name for messages, the output, and the buffer
+/// in front of it that batches are appended to.
 #[derive(Debug)]
 pub struct OutputHandle {
     /// The `[output.NAME]` name.
     pub name: String,
-    /// The built output.
+    /// The built output (the buffer's flush workers deliver to it).
     pub output: Arc<Output>,
+    /// Its buffer under `data_dir/buffer/<name>`.
+    pub buffer: OutputBuffer,
 }
 
-/// A batch was not accepted by an output; the client gets no ack and will resend.
+/// A batch was not stored by an output's buffer; the client gets no ack and resends.
 #[derive(Debug, thiserror::Error)]
-#[error("output '{output}' refused the batch: {error}")]
+#[error("output '{output}' did not store the batch: {error}")]
 pub struct EmitError {
     /// The output's name.
     pub output: String,
     /// Why.
-    pub error: OutputError,
+    pub error: crate::buffer::AppendError,
 }
 
 #[derive(Debug)]
@@ -88,16 +92,20 @@ pub enum Routed {
 }
 
 impl Router {
-    /// Builds the outputs of `config` and the routes that reference them.
-    pub fn build(config: &Config) -> anyhow::Result<Router> {
+    /// Builds the outputs of `config`, opens (and recovers) their buffers, and the
+    /// routes that reference them.
+    pub async fn build(config: &Config) -> anyhow::Result<Router> {
         let mut outputs = Vec::new();
         let mut index = std::collections::BTreeMap::new();
         for (name, def) in &config.outputs {
-            let output = Output::build(name, &def.kind, &config.server.data_dir)?;
+            let output = Arc::new(Output::build(name, &def.kind, &config.server.data_dir)?);
+            let dir = config.server.data_dir.join("buffer").join(name);
+            let buffer = OutputBuffer::open(name, &def.buffer, &dir, output.clone()).await?;
             index.insert(name.clone(), outputs.len());
             outputs.push(OutputHandle {
                 name: name.clone(),
-                output: Arc::new(output),
+                output,
+                buffer,
             });
         }
         let mut routes = Vec::new();
@@ -148,6 +156,28 @@ impl Router {
             .collect()
     }
 
+    /// The outputs with their buffers, for status and metrics.
+    pub fn outputs(&self) -> &[OutputHandle] {
+        &self.outputs
+    }
+
+    /// Stops every buffer gracefully: staged chunks are committed and queued, one last
+    /// flush is tried within `timeout`, the rest stays on disk for the next start.
+    /// Call after the inputs stopped and their pending acks went out.
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        for h in &self.outputs {
+            let report = h.buffer.shutdown(timeout).await;
+            if report.remaining_chunks > 0 {
+                tracing::info!(
+                    output = %h.name,
+                    "{} chunks ({} bytes) kept on disk for the next start",
+                    report.remaining_chunks,
+                    report.remaining_bytes
+                );
+            }
+        }
+    }
+
     /// Unmatched-tag counters.
     pub fn metrics(&self) -> &RouterMetrics {
         &self.metrics
@@ -174,24 +204,27 @@ impl Router {
             }
             return Ok((Routed::Unmatched, delivery));
         };
+        let mut delivery = delivery;
         for &i in &route.outputs {
             let Some(handle) = self.outputs.get(i) else {
                 continue;
             };
-            let chunk = Chunk {
-                key: handle.output.chunk_key(&batch.tag),
-                id: ChunkId::random(),
-                entries: batch.entries.clone(),
-                records: batch.count,
-            };
-            handle
-                .output
-                .write(&chunk)
+            let key = handle.output.chunk_key(&batch.tag);
+            let ticket = handle
+                .buffer
+                .append(&key, batch.entries.clone(), batch.count)
                 .await
                 .map_err(|error| EmitError {
                     output: handle.name.clone(),
                     error,
                 })?;
+            let name = handle.name.clone();
+            delivery.waits.push(Box::pin(async move {
+                ticket.wait().await.map_err(|error| EmitError {
+                    output: name,
+                    error,
+                })
+            }));
         }
         Ok((
             Routed::Delivered {

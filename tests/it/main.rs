@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod clients;
+mod durability;
 mod handshake;
 mod tls;
 mod util;
