@@ -245,7 +245,8 @@ pub enum OutputConfig {
 /// `type = "file"`.
 #[derive(Clone, Debug)]
 pub struct FileOutputConfig {
-    /// Path template; `${tag}` and `${tag_parts[N]}` are replaced (default
+    /// Path template, relative to `data_dir` unless absolute; `${tag}` and
+    /// `${tag_parts[N]}` are replaced (default
     /// `<data_dir>/out/${tag}.jsonl`).
     pub path: String,
     /// Record key that receives the event time (seconds, float with nanoseconds), if set.

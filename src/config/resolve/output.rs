@@ -14,7 +14,7 @@ impl Resolver<'_, '_, '_> {
     pub(super) fn outputs(
         &mut self,
         value: Option<&Value<'_>>,
-        server: &ServerConfig,
+        _server: &ServerConfig,
     ) -> Option<BTreeMap<String, OutputDef>> {
         let mut outputs = BTreeMap::new();
         let Some(value) = value else {
@@ -62,7 +62,7 @@ impl Resolver<'_, '_, '_> {
                     )
                 }
                 "file" => typed::<raw::FileOutputRaw>(item, &path, &section, self.problems)
-                    .and_then(|raw| self.file_output(raw, &path, server)),
+                    .and_then(|raw| self.file_output(raw, &path)),
                 other => {
                     let span = self.type_span(item);
                     self.at(
@@ -86,26 +86,14 @@ impl Resolver<'_, '_, '_> {
     }
 
     /// `type = "file"`: the path template (default under `data_dir`) and record keys.
-    pub(super) fn file_output(
-        &mut self,
-        raw: raw::FileOutputRaw,
-        path: &str,
-        server: &ServerConfig,
-    ) -> Option<OutputDef> {
+    pub(super) fn file_output(&mut self, raw: raw::FileOutputRaw, path: &str) -> Option<OutputDef> {
         let buffer = self.buffer(raw.buffer.as_ref(), path, BufferKind::File);
         let mut ok = true;
+        // Relative to `data_dir` (the output joins it), like every other file tidepool
+        // writes; not to the config file's directory.
         let out_path = match &raw.path {
-            Some(p) => self
-                .path(p, &format!("{path}.path"))
-                .map(|p| p.to_string_lossy().into_owned()),
-            None => Some(
-                server
-                    .data_dir
-                    .join("out")
-                    .join("${tag}.jsonl")
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
+            Some(p) => self.non_empty(p, &format!("{path}.path")),
+            None => Some("out/${tag}.jsonl".to_string()),
         };
         let time_key = self.opt_name(raw.time_key.as_ref(), &format!("{path}.time_key"), &mut ok);
         let tag_key = self.opt_name(raw.tag_key.as_ref(), &format!("{path}.tag_key"), &mut ok);
