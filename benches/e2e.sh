@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# End-to-end scenarios against a release build, each next to the raw ack-only sink
+# measured in the same run. Usage: benches/e2e.sh [seconds-per-run] [rounds]
+# Prints one markdown table row per scenario and round (ratio = tidepool / sink).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-5}
+ROUNDS=${2:-2}
+INFLIGHT=${INFLIGHT:-8}
+cargo build --release --bins --examples -q
+BIN=target/release/tidepool
+LOAD=target/release/examples/load
+WORK=/tmp/tidepool-bench
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+$LOAD sink --listen 127.0.0.1:24299 2>/dev/null & pids+=($!)
+sleep 0.5
+
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+lines() { cat "$WORK"/data/out/*.jsonl 2>/dev/null | wc -l; }
+
+run_scenario() { # name config
+  local name=$1 cfg=$2
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  $BIN -c "$cfg" 2>"$WORK.log" & local pid=$!
+  until grep -q "listening on" "$WORK.log" 2>/dev/null; do sleep 0.1; done
+  local sink tp
+  sink=$($LOAD run --addr 127.0.0.1:24299 --conns 2 --batch 1000 --duration "$DUR" --inflight "$INFLIGHT" --json)
+  tp=$($LOAD run --addr 127.0.0.1:24227 --conns 2 --batch 1000 --duration "$DUR" --inflight "$INFLIGHT" --json)
+  local drained="-"
+  if [ "$name" != "P0-null" ]; then
+    local want t0; want=$(field "$tp" acked); t0=$(date +%s.%N)
+    while [ "$(lines)" -lt "$want" ]; do sleep 0.05; done
+    drained=$(python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.2f} s')" "$t0")
+  fi
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local s t; s=$(field "$sink" events_per_sec); t=$(field "$tp" events_per_sec)
+  printf '| %s | %.1f M | %.2f M | %.2f | %s / %s ms | %s |\n' "$name" \
+    "$(python3 -c "print($s/1e6)")" "$(python3 -c "print($t/1e6)")" \
+    "$(python3 -c "print($t/$s)")" "$(field "$tp" ack_p50_ms)" "$(field "$tp" ack_p99_ms)" "$drained"
+}
+
+echo "| scenario | raw sink events/s | tidepool events/s | ratio | tidepool ack p50 / p99 | all events in the file after the load ended |"
+echo "|---|---|---|---|---|---|"
+for _ in $(seq "$ROUNDS"); do
+  run_scenario P0-null benches/configs/null.toml
+  run_scenario P1-durable-file benches/configs/durable-file.toml
+done
