@@ -288,7 +288,23 @@ impl OutputBuffer {
                     None => AppendError::Full(shared.name.clone()),
                 };
                 match shared.cfg.overflow_action {
-                    OverflowAction::Block => Overflow::Wait(disk_full),
+                    OverflowAction::Block => {
+                        // Operators must see why their clients stall, once in a while.
+                        if st
+                            .full_warned_at
+                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+                        {
+                            st.full_warned_at = Some(now);
+                            tracing::warn!(
+                                buffer = %shared.name,
+                                used = st.used,
+                                limit = shared.cfg.total_limit_size,
+                                disk_full = disk_full.is_some(),
+                                "buffer full: inputs routed here wait (overflow_action = block) until flushes free space; nothing is acked meanwhile"
+                            );
+                        }
+                        Overflow::Wait(disk_full)
+                    }
                     OverflowAction::ThrowException => Overflow::Refuse(full_error()),
                     OverflowAction::DropOldestChunk => {
                         let oldest = st.queue.iter().position(|c| !c.in_flight);

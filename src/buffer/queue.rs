@@ -56,6 +56,8 @@ pub(super) struct State {
     pub queue: VecDeque<QueuedChunk>,
     /// Set after an ENOSPC: until then appends treat the buffer as full.
     pub disk_full_until: Option<Instant>,
+    /// When the last "buffer full, blocking" warning was logged (one per 10 s at most).
+    pub full_warned_at: Option<Instant>,
 }
 
 /// Where a queued chunk's entries are.

@@ -238,3 +238,50 @@ fn a_permanent_error_dead_letters_and_requeue_brings_it_back() {
         (0..7).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_full_buffer_stalls_the_client_and_acks_nothing_it_did_not_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    std::fs::write(dir.path().join("data/blocked"), b"not a directory").expect("write");
+    let limit = 64 * 1024u64;
+    let cfg = durable_config(
+        "blocked/${tag}.jsonl",
+        r#", total_limit_size = "64KiB", chunk_limit_size = "16KiB", overflow_action = "block""#,
+    );
+    let d = TestDaemon::start_in(dir.path(), &cfg);
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let batch_bytes = numbered_batch("full.buf", 0, 50, "c0").len() as u64;
+    let t = {
+        let (stop, acked, addr) = (stop.clone(), acked.clone(), d.addr(0));
+        std::thread::spawn(move || sender(addr, "full.buf", 0, stop, acked))
+    };
+    d.wait_log("buffer full");
+    // While the sink is down, what was acked fits in the buffer: every ack is stored.
+    let acked_while_full = acked.lock().map(|a| a.len()).unwrap_or(0) as u64;
+    assert!(
+        acked_while_full > 0,
+        "some batches were acked before the buffer filled"
+    );
+    assert!(
+        acked_while_full / 50 * batch_bytes <= limit,
+        "{acked_while_full} events acked but only {limit} bytes of buffer"
+    );
+    assert!(
+        d.lines("data/blocked/full.buf.jsonl").is_empty(),
+        "nothing reached the sink"
+    );
+    // The sink comes back: everything flows again, and nothing acked is lost.
+    std::fs::remove_file(dir.path().join("data/blocked")).expect("unblock");
+    wait_for("acks flowing again", || {
+        (acked.lock().map(|a| a.len()).unwrap_or(0) as u64 >= acked_while_full + 500).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = t.join();
+    let want = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    wait_for("every acked event delivered", || {
+        let got = delivered(&d, "data/blocked/full.buf.jsonl");
+        want.iter().all(|s| got.contains_key(s)).then_some(())
+    });
+}
