@@ -113,7 +113,7 @@ pub fn ensure_generated(certs_dir: &Path, names: &[String]) -> anyhow::Result<Ge
         tracing::info!(
             certs_dir = %certs_dir.display(),
             %ca_sha256,
-            "created a TLS CA and server certificate; run `tidepool certs` for a C \
+            "created a TLS CA and server certificate; run `tidepool certs --c-header` for a C \
              header to pin the CA in device firmware"
         );
         Generation::Created
