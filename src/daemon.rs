@@ -1,19 +1,25 @@
-//! Wires config, inputs, router and outputs together, and owns shutdown.
+//! Wires config, inputs, router and outputs together; owns reload and shutdown.
 //!
 //! Shutdown order: stop accepting → each connection finishes the frame it is on and
-//! its pending acks go out → outputs finish → return, all under `shutdown_timeout`.
+//! its pending acks go out → buffers commit, queue and try one last flush → return,
+//! all under `shutdown_timeout`.
+//!
+//! Reload: the new config is checked in full (TLS files load, new ports bind) before
+//! anything changes; then outputs are reconciled (unchanged ones keep their buffers),
+//! a new routing snapshot is swapped in, listeners get new contexts (new TLS material
+//! and secrets for new connections), moved or removed listeners stop accepting, and
+//! retired outputs drain. Open connections are never dropped.
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, ForwardConfig, SourceConfig};
 use crate::input::forward::conn::ConnContext;
 use crate::input::forward::frame::FrameLimits;
 use crate::input::forward::ratelimit::LogLimiter;
 use crate::input::forward::{listener, udp};
-use crate::metrics::InputMetrics;
-use crate::pipeline::Router;
+use crate::metrics::{InputMetrics, RouterMetrics};
+use crate::pipeline::{Outputs, Router};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -26,86 +32,272 @@ pub struct BoundSource {
     pub addr: SocketAddr,
     /// Whether it speaks TLS.
     pub tls: bool,
-    /// Its counters.
+    /// Its counters (kept across reloads while the listener stays).
     pub metrics: Arc<InputMetrics>,
+}
+
+/// One listener at run time: its socket task, and the context new connections take.
+#[derive(Debug)]
+struct SourceRuntime {
+    /// The address as configured (reload matches listeners on it).
+    configured: SocketAddr,
+    bound: BoundSource,
+    contexts: watch::Sender<Arc<ConnContext>>,
+    stop_accepting: CancellationToken,
 }
 
 /// A started daemon; dropping it does not stop it, call [`Running::shutdown`].
 #[derive(Debug)]
 pub struct Running {
-    /// Inputs in config order.
-    pub sources: Vec<BoundSource>,
+    sources: Vec<SourceRuntime>,
+    outputs: Outputs,
     router: watch::Sender<Arc<Router>>,
+    router_metrics: Arc<RouterMetrics>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    shutdown_timeout: Duration,
+    config: Config,
 }
 
 /// Binds every input and starts serving. Errors name the listener that failed.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let router = Arc::new(Router::build(&config).await?);
+    let outputs = Outputs::open(&config).await?;
+    let router_metrics = Arc::new(RouterMetrics::default());
+    let router = Arc::new(Router::new(&config, &outputs, router_metrics.clone())?);
+    log_routes(&router);
+    let (router_tx, _) = watch::channel(router);
+    let mut running = Running {
+        sources: Vec::new(),
+        outputs,
+        router: router_tx,
+        router_metrics,
+        shutdown: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        config: config.clone(),
+    };
+    for (i, source) in config.sources.iter().enumerate() {
+        let SourceConfig::Forward(fwd) = source;
+        let ctx_parts = prepare_source(i + 1, fwd, &config)?;
+        let tcp = bind_tcp(fwd.listen)
+            .with_context(|| format!("source #{}: cannot listen on {}", i + 1, fwd.listen))?;
+        let rt = running.launch(i + 1, fwd, tcp, ctx_parts, None).await?;
+        running.sources.push(rt);
+    }
+    Ok(running)
+}
+
+fn log_routes(router: &Router) {
     for line in router.describe() {
         tracing::info!("route {line}");
     }
-    let (router_tx, router_rx) = watch::channel(router);
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let mut sources = Vec::new();
-    for (i, source) in config.sources.iter().enumerate() {
-        let SourceConfig::Forward(fwd) = source;
-        let n = i + 1;
-        let tls = match &fwd.tls {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-                crate::tls::server_config(t, &config.server.certs_dir)
-                    .with_context(|| format!("source #{n} ({}): TLS setup failed", fwd.listen))?,
-            )),
-            None => None,
+}
+
+/// What a listener's context is built from, checked before anything starts or changes.
+struct PreparedSource {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Loads TLS material (files or generated certificates) for one source.
+fn prepare_source(
+    n: usize,
+    fwd: &ForwardConfig,
+    config: &Config,
+) -> anyhow::Result<PreparedSource> {
+    let tls = match &fwd.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(t, &config.server.certs_dir)
+                .with_context(|| format!("source #{n} ({}): TLS setup failed", fwd.listen))?,
+        )),
+        None => None,
+    };
+    Ok(PreparedSource { tls })
+}
+
+impl Running {
+    fn context(
+        &self,
+        addr: SocketAddr,
+        fwd: &ForwardConfig,
+        prepared: PreparedSource,
+        metrics: Arc<InputMetrics>,
+    ) -> Arc<ConnContext> {
+        let kind = if prepared.tls.is_some() {
+            "tls"
+        } else {
+            "plain"
         };
-        let tcp = bind_tcp(fwd.listen)
-            .with_context(|| format!("source #{n}: cannot listen on {}", fwd.listen))?;
-        let addr = tcp.local_addr()?;
-        let kind = if tls.is_some() { "tls" } else { "plain" };
-        let label = format!("forward {addr} ({kind})");
-        let metrics = Arc::new(InputMetrics::default());
-        let ctx = Arc::new(ConnContext {
-            label,
+        Arc::new(ConnContext {
+            label: format!("forward {addr} ({kind})"),
             config: fwd.clone(),
             limits: FrameLimits {
                 max_frame_bytes: fwd.max_message_size,
                 max_decompressed_bytes: fwd.max_decompressed_size,
                 max_depth: fwd.max_depth,
             },
-            tls,
-            router: router_rx.clone(),
-            metrics: metrics.clone(),
+            tls: prepared.tls,
+            router: self.router.subscribe(),
+            metrics,
             log_limiter: LogLimiter::default(),
-        });
+        })
+    }
+
+    /// Starts a listener's accept loop (and its UDP heartbeat) on a bound socket.
+    async fn launch(
+        &self,
+        n: usize,
+        fwd: &ForwardConfig,
+        tcp: TcpListener,
+        prepared: PreparedSource,
+        metrics: Option<Arc<InputMetrics>>,
+    ) -> anyhow::Result<SourceRuntime> {
+        let addr = tcp.local_addr()?;
+        let tls = prepared.tls.is_some();
+        let metrics = metrics.unwrap_or_default();
+        let ctx = self.context(addr, fwd, prepared, metrics.clone());
+        let (contexts, rx) = watch::channel(ctx);
+        let stop_accepting = self.shutdown.child_token();
         if fwd.udp_heartbeat {
             let sock = UdpSocket::bind(addr)
                 .await
                 .with_context(|| format!("source #{n}: cannot bind UDP heartbeat on {addr}"))?;
-            tracker.spawn(udp::serve(sock, shutdown.clone()));
+            self.tracker.spawn(udp::serve(sock, stop_accepting.clone()));
         }
-        tracker.spawn(listener::serve(tcp, ctx, shutdown.clone(), tracker.clone()));
+        self.tracker.spawn(listener::serve(
+            tcp,
+            rx,
+            stop_accepting.clone(),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        let kind = if tls { "tls" } else { "plain" };
         let auth = if fwd.security.is_some() {
             ", shared key required"
         } else {
             ""
         };
         tracing::info!("source #{n} (forward, {kind}{auth}) listening on {addr}");
-        sources.push(BoundSource {
-            addr,
-            tls: kind == "tls",
-            metrics,
-        });
+        Ok(SourceRuntime {
+            configured: fwd.listen,
+            bound: BoundSource { addr, tls, metrics },
+            contexts,
+            stop_accepting,
+        })
     }
-    Ok(Running {
-        sources,
-        router: router_tx,
-        shutdown,
-        tracker,
-        shutdown_timeout: config.server.shutdown_timeout,
-    })
+
+    /// Inputs in config order, as bound.
+    pub fn sources(&self) -> Vec<BoundSource> {
+        self.sources.iter().map(|s| s.bound.clone()).collect()
+    }
+
+    /// The current routing snapshot.
+    pub fn router(&self) -> Arc<Router> {
+        self.router.borrow().clone()
+    }
+
+    /// The outputs and their buffers.
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Applies a new config without dropping a connection or a buffered event; on any
+    /// error before the switch the running config stays in force untouched.
+    pub async fn reload(&mut self, config: Config) -> anyhow::Result<()> {
+        // 1. Everything that can fail, before anything changes.
+        let mut prepared = Vec::new();
+        let mut fresh = Vec::new();
+        for (i, source) in config.sources.iter().enumerate() {
+            let SourceConfig::Forward(fwd) = source;
+            prepared.push(prepare_source(i + 1, fwd, &config)?);
+            let kept = self.sources.iter().any(|s| s.configured == fwd.listen);
+            fresh.push(if kept {
+                None
+            } else {
+                Some(bind_tcp(fwd.listen).with_context(|| {
+                    format!("source #{}: cannot listen on {}", i + 1, fwd.listen)
+                })?)
+            });
+        }
+        check_routes(&config)?;
+        // 2. Outputs: keep the unchanged, open the new, drain the changed.
+        let timeout = config.server.shutdown_timeout;
+        let retired = self.outputs.reconcile(&config).await?;
+        let router = Arc::new(Router::new(
+            &config,
+            &self.outputs,
+            self.router_metrics.clone(),
+        )?);
+        self.router.send_replace(router.clone());
+        log_routes(&router);
+        // 3. Listeners: same address → new context; new address → start; gone → stop.
+        let mut sources = Vec::new();
+        let mut old = std::mem::take(&mut self.sources);
+        for (i, ((source, prep), tcp)) in config.sources.iter().zip(prepared).zip(fresh).enumerate()
+        {
+            let SourceConfig::Forward(fwd) = source;
+            if let Some(pos) = old.iter().position(|s| s.configured == fwd.listen) {
+                let mut rt = old.swap_remove(pos);
+                let ctx = self.context(rt.bound.addr, fwd, prep, rt.bound.metrics.clone());
+                rt.bound.tls = ctx.tls.is_some();
+                rt.contexts.send_replace(ctx);
+                sources.push(rt);
+            } else if let Some(tcp) = tcp {
+                sources.push(self.launch(i + 1, fwd, tcp, prep, None).await?);
+            }
+        }
+        for gone in old {
+            tracing::info!(
+                "listener {} removed: it stops accepting; open connections continue",
+                gone.bound.addr
+            );
+            gone.stop_accepting.cancel();
+        }
+        self.sources = sources;
+        self.config = config;
+        // 4. Retired outputs drain once nothing routes to them.
+        for h in retired {
+            tracing::info!(output = %h.name, "output removed: draining its buffer");
+            h.drain(timeout).await;
+        }
+        tracing::info!("config reloaded");
+        Ok(())
+    }
+
+    /// Stops accepting, lets connections finish their current frame and pending acks,
+    /// then stops the buffers (commit, queue, one last flush), all within
+    /// `shutdown_timeout`; whatever is not flushed stays on disk.
+    pub async fn shutdown(self) {
+        let started = std::time::Instant::now();
+        let timeout = self.config.server.shutdown_timeout;
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown_timeout ({timeout:?}) reached with connections still open");
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        self.outputs.shutdown(left).await;
+    }
+}
+
+/// A match naming an unknown output is caught by the config checker already; this is
+/// the last guard before the switch.
+fn check_routes(config: &Config) -> anyhow::Result<()> {
+    for m in &config.matches {
+        for name in &m.outputs {
+            anyhow::ensure!(
+                config.outputs.contains_key(name),
+                "[[match]] #{} names unknown output '{name}'",
+                m.index
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A listener with a deep accept backlog, so bursts of device connections are queued
@@ -121,40 +313,30 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-impl Running {
-    /// The current routing snapshot.
-    pub fn router(&self) -> Arc<Router> {
-        self.router.borrow().clone()
-    }
-
-    /// Stops accepting, lets connections finish their current frame and pending acks,
-    /// then stops the buffers (commit, queue, one last flush), all within
-    /// `shutdown_timeout`; whatever is not flushed stays on disk.
-    pub async fn shutdown(self) {
-        let started = std::time::Instant::now();
-        self.shutdown.cancel();
-        self.tracker.close();
-        if tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "shutdown_timeout ({:?}) reached with connections still open",
-                self.shutdown_timeout
-            );
-        }
-        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
-        self.router().shutdown(left).await;
-    }
-}
-
-/// Runs until `signal` resolves, then shuts down gracefully.
+/// Runs until `stop` resolves, reloading whenever `reloads` yields a new config (or an
+/// error, which is logged and leaves the running config in force).
 pub async fn run(
     config: Config,
-    signal: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()>,
+    mut reloads: tokio::sync::mpsc::Receiver<Result<Config, String>>,
 ) -> anyhow::Result<()> {
-    let running = start(config).await?;
-    signal.await;
+    let mut running = start(config).await?;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(next) = reloads.recv() => match next {
+                Ok(config) => {
+                    if let Err(e) = running.reload(config).await {
+                        tracing::error!("reload refused, the running config stays: {e:#}");
+                    }
+                }
+                Err(problems) => {
+                    tracing::error!("reload refused, the running config stays:\n{problems}");
+                }
+            },
+        }
+    }
     tracing::info!("shutting down");
     running.shutdown().await;
     tracing::info!("stopped");

@@ -32,6 +32,8 @@ enum Command {
     Run,
     /// Validate a config and exit non-zero with `file:line: what is wrong`.
     Check,
+    /// Check the config, then tell the running daemon to reload it (SIGHUP).
+    Reload,
     /// Send JSON lines from stdin as forward events and wait for their acks.
     Cat(CatArgs),
     /// Show, export or regenerate the generated TLS certificates.
@@ -148,9 +150,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 env!("CARGO_PKG_VERSION"),
                 config.origin
             );
-            runtime.block_on(tidepool::daemon::run(config, shutdown_signal()))?;
+            let pid_file = config.server.data_dir.join(PID_FILE);
+            write_pid_file(&pid_file)?;
+            let result = runtime.block_on(async {
+                let reloads = reload_on_sighup(cli.config.clone());
+                tidepool::daemon::run(config, shutdown_signal(), reloads).await
+            });
+            let _ = std::fs::remove_file(&pid_file);
+            result?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reload => reload(&cli.config),
         Command::Check => match load_config(&cli.config)? {
             Ok(c) => {
                 println!("{}: ok", c.origin);
@@ -178,6 +188,80 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Where the running daemon writes its process id, so `tidepool reload` can find it.
+const PID_FILE: &str = "tidepool.pid";
+
+fn write_pid_file(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Re-reads the config (from the same place as at start) on every SIGHUP and hands
+/// the result to the daemon, which applies it or keeps the running one.
+fn reload_on_sighup(arg: ConfigArg) -> tokio::sync::mpsc::Receiver<Result<Config, String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload by signal is off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let next = match load_config(&arg) {
+                Ok(r) => r,
+                Err(e) => Err(format!("{e:#}")),
+            };
+            if tx.send(next).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `tidepool reload`: refuse a bad config here, where the operator sees the errors,
+/// then signal the daemon whose pid file is in the config's data_dir.
+fn reload(arg: &ConfigArg) -> anyhow::Result<ExitCode> {
+    let config = match load_config(arg)? {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("{msg}\nnothing was reloaded");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let pid_file = config.server.data_dir.join(PID_FILE);
+    let text = std::fs::read_to_string(&pid_file).with_context(|| {
+        format!(
+            "no running daemon found: cannot read {} (is tidepool running with this data_dir?)",
+            pid_file.display()
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a process id", pid_file.display()))?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| {
+        format!(
+            "cannot signal tidepool (pid {pid}) from {}",
+            pid_file.display()
+        )
+    })?;
+    println!(
+        "{}: ok; reload signalled to pid {pid} (its log says when it is applied)",
+        config.origin
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

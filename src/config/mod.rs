@@ -99,14 +99,14 @@ pub struct ServerConfig {
 }
 
 /// One `[[source]]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SourceConfig {
     /// `type = "forward"`.
     Forward(ForwardConfig),
 }
 
 /// A forward input (`type = "forward"`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ForwardConfig {
     /// Address to bind, e.g. `0.0.0.0:24227`; port 0 picks a free one.
     pub listen: SocketAddr,
@@ -145,7 +145,7 @@ pub struct ForwardConfig {
 }
 
 /// TLS for an input: from files, or generated and kept under `server.certs_dir`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TlsConfig {
     /// PEM certificate chain; with `key`. None = generate.
     pub cert: Option<PathBuf>,
@@ -175,7 +175,7 @@ pub enum TlsVersion {
 }
 
 /// The `security` table of a forward input (Fluentd's `<security>`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SecurityConfig {
     /// Name the server puts in its PONG.
     pub self_hostname: String,
@@ -192,7 +192,7 @@ pub struct SecurityConfig {
 }
 
 /// A user for `user_auth`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UserConfig {
     /// Username.
     pub username: String,
@@ -201,7 +201,7 @@ pub struct UserConfig {
 }
 
 /// A `<client>`-like entry: a network with its own shared key and users.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
     /// The client network (a single host is a /32 or /128).
     pub network: ipnet::IpNet,
@@ -223,7 +223,7 @@ pub struct MatchConfig {
 }
 
 /// One `[output.NAME]`: what it is, and the buffer in front of it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct OutputDef {
     /// The output's own settings.
     pub kind: OutputConfig,
@@ -232,7 +232,7 @@ pub struct OutputDef {
 }
 
 /// What an output is (`type = ...`) and its own settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum OutputConfig {
     /// `type = "null"`: discards.
     Null,
@@ -243,7 +243,7 @@ pub enum OutputConfig {
 }
 
 /// `type = "file"`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FileOutputConfig {
     /// Path template, relative to `data_dir` unless absolute; `${tag}` and
     /// `${tag_parts[N]}` are replaced (default
@@ -256,7 +256,7 @@ pub struct FileOutputConfig {
 }
 
 /// `buffer = { ... }` of an output (Fluentd's `<buffer>` parameters, same names).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BufferConfig {
     /// File (durable, the default) or memory (lost on crash).
     pub kind: BufferKind,

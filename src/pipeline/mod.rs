@@ -3,4 +3,4 @@
 pub mod pattern;
 pub mod router;
 
-pub use router::{Delivery, EmitError, Routed, Router};
+pub use router::{Delivery, EmitError, OutputHandle, Outputs, Routed, Router};

@@ -4,11 +4,12 @@
 //! ingest path reads it without locks.
 
 use crate::buffer::OutputBuffer;
-use crate::config::Config;
+use crate::config::{Config, OutputDef};
 use crate::event::{Batch, Signal};
 use crate::metrics::RouterMetrics;
 use crate::output::Output;
 use crate::pipeline::pattern::TagPattern;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,8 +48,8 @@ impl Delivery {
 pub struct OutputHandle {
     /// The `[output.NAME]` name.
     pub name: String,
-    /// The built output (the buffer's flush workers deliver to it).
-    pub output: Arc<Output>,
+    /// The output (the buffer's flush workers deliver to the current one).
+    pub output: Arc<LiveOutput>,
     /// Its buffer under `data_dir/buffer/<name>`.
     pub buffer: OutputBuffer,
 }
@@ -66,14 +67,182 @@ pub struct EmitError {
 #[derive(Debug)]
 struct Route {
     pattern: TagPattern,
-    outputs: Vec<usize>,
+    outputs: Vec<Arc<OutputHandle>>,
+}
+
+/// An output that a reload can replace while its buffer and queued chunks stay: the
+/// buffer's flush workers always deliver to the current one.
+#[derive(Debug)]
+pub struct LiveOutput {
+    current: std::sync::RwLock<Arc<Output>>,
+}
+
+impl LiveOutput {
+    fn new(output: Output) -> Self {
+        LiveOutput {
+            current: std::sync::RwLock::new(Arc::new(output)),
+        }
+    }
+
+    /// The output in force now.
+    pub fn get(&self) -> Arc<Output> {
+        match self.current.read() {
+            Ok(o) => o.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, output: Output) {
+        match self.current.write() {
+            Ok(mut o) => *o = Arc::new(output),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(output),
+        }
+    }
+}
+
+impl crate::buffer::Sink for LiveOutput {
+    fn write(
+        &self,
+        chunk: &crate::output::Chunk,
+    ) -> impl std::future::Future<Output = Result<(), crate::output::OutputError>> + Send {
+        let output = self.get();
+        async move { output.write(chunk).await }
+    }
+}
+
+/// The long-lived outputs and their buffers, by name. They outlive routing snapshots:
+/// a reload keeps every output's buffer, workers and queued chunks, and swaps in a
+/// new output behind it when its settings changed.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    by_name: BTreeMap<String, (OutputDef, Arc<OutputHandle>)>,
+}
+
+impl Outputs {
+    /// Builds every output of `config` and opens (recovering) its buffer.
+    pub async fn open(config: &Config) -> anyhow::Result<Outputs> {
+        let mut outputs = Outputs::default();
+        for (name, def) in &config.outputs {
+            let handle = open_output(name, def, &config.server.data_dir).await?;
+            outputs.by_name.insert(name.clone(), (def.clone(), handle));
+        }
+        Ok(outputs)
+    }
+
+    /// Brings the outputs in line with `config`. Everything that can fail (building
+    /// changed outputs, opening new buffers) happens first; on error nothing changed.
+    /// Then changed outputs are swapped in behind their buffers, new ones added, and
+    /// removed ones returned for the caller to drain once no routing snapshot uses
+    /// them. Changed buffer settings apply at the next start (logged).
+    pub async fn reconcile(&mut self, config: &Config) -> anyhow::Result<Vec<Arc<OutputHandle>>> {
+        let data_dir = &config.server.data_dir;
+        let mut swaps = Vec::new();
+        let mut opened: Vec<(String, OutputDef, Arc<OutputHandle>)> = Vec::new();
+        for (name, def) in &config.outputs {
+            match self.by_name.get(name) {
+                Some((old, _)) if old == def => {}
+                Some((old, _)) => {
+                    if old.kind != def.kind {
+                        match Output::build(name, &def.kind, data_dir) {
+                            Ok(o) => swaps.push((name.clone(), o)),
+                            Err(e) => {
+                                close_all(&opened).await;
+                                return Err(e.context(format!("output '{name}'")));
+                            }
+                        }
+                    }
+                    if old.buffer != def.buffer {
+                        tracing::warn!(output = %name, "buffer settings changed: they apply at the next start (the buffer keeps running as it is)");
+                    }
+                }
+                None => match open_output(name, def, data_dir).await {
+                    Ok(h) => opened.push((name.clone(), def.clone(), h)),
+                    Err(e) => {
+                        close_all(&opened).await;
+                        return Err(e);
+                    }
+                },
+            }
+        }
+        for (name, output) in swaps {
+            if let Some((old, handle)) = self.by_name.get_mut(&name) {
+                handle.output.replace(output);
+                if let Some(def) = config.outputs.get(&name) {
+                    old.kind = def.kind.clone();
+                }
+                tracing::info!(output = %name, "output settings changed: new chunks go to the new settings");
+            }
+        }
+        for (name, def, handle) in opened {
+            self.by_name.insert(name, (def, handle));
+        }
+        let gone: Vec<String> = self
+            .by_name
+            .keys()
+            .filter(|n| !config.outputs.contains_key(*n))
+            .cloned()
+            .collect();
+        Ok(gone
+            .into_iter()
+            .filter_map(|n| self.by_name.remove(&n).map(|(_, h)| h))
+            .collect())
+    }
+
+    /// Every output, for status, metrics and shutdown.
+    pub fn handles(&self) -> impl Iterator<Item = &Arc<OutputHandle>> {
+        self.by_name.values().map(|(_, h)| h)
+    }
+
+    /// Stops every buffer gracefully: staged chunks are committed and queued, one last
+    /// flush is tried within `timeout`, the rest stays on disk for the next start.
+    /// Call after the inputs stopped and their pending acks went out.
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        for h in self.handles() {
+            h.drain(timeout).await;
+        }
+    }
+}
+
+async fn close_all(opened: &[(String, OutputDef, Arc<OutputHandle>)]) {
+    for (_, _, h) in opened {
+        h.buffer.shutdown(std::time::Duration::ZERO).await;
+    }
+}
+
+async fn open_output(
+    name: &str,
+    def: &OutputDef,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<OutputHandle>> {
+    let output = Arc::new(LiveOutput::new(Output::build(name, &def.kind, data_dir)?));
+    let dir = data_dir.join("buffer").join(name);
+    let buffer = OutputBuffer::open(name, &def.buffer, &dir, output.clone()).await?;
+    Ok(Arc::new(OutputHandle {
+        name: name.to_string(),
+        output,
+        buffer,
+    }))
+}
+
+impl OutputHandle {
+    /// Stops the buffer, logging what stays on disk.
+    pub async fn drain(&self, timeout: std::time::Duration) {
+        let report = self.buffer.shutdown(timeout).await;
+        if report.remaining_chunks > 0 {
+            tracing::info!(
+                output = %self.name,
+                "{} chunks ({} bytes) kept on disk for the next start",
+                report.remaining_chunks,
+                report.remaining_bytes
+            );
+        }
+    }
 }
 
 /// Where each tag goes.
 #[derive(Debug)]
 pub struct Router {
     routes: Vec<Route>,
-    outputs: Vec<OutputHandle>,
     metrics: Arc<RouterMetrics>,
 }
 
@@ -92,52 +261,34 @@ pub enum Routed {
 }
 
 impl Router {
-    /// Builds the outputs of `config`, opens (and recovers) their buffers, and the
-    /// routes that reference them.
-    pub async fn build(config: &Config) -> anyhow::Result<Router> {
-        let mut outputs = Vec::new();
-        let mut index = std::collections::BTreeMap::new();
-        for (name, def) in &config.outputs {
-            let output = Arc::new(Output::build(name, &def.kind, &config.server.data_dir)?);
-            let dir = config.server.data_dir.join("buffer").join(name);
-            let buffer = OutputBuffer::open(name, &def.buffer, &dir, output.clone()).await?;
-            index.insert(name.clone(), outputs.len());
-            outputs.push(OutputHandle {
-                name: name.clone(),
-                output,
-                buffer,
-            });
-        }
+    /// The routing snapshot of `config` over already opened `outputs`. Cheap and
+    /// infallible but for a match naming an output that does not exist.
+    pub fn new(
+        config: &Config,
+        outputs: &Outputs,
+        metrics: Arc<RouterMetrics>,
+    ) -> anyhow::Result<Router> {
         let mut routes = Vec::new();
         for m in &config.matches {
-            let mut ids = Vec::new();
+            let mut handles = Vec::new();
             for name in &m.outputs {
-                let Some(&i) = index.get(name) else {
+                let Some((_, h)) = outputs.by_name.get(name) else {
                     anyhow::bail!("[[match]] #{} names unknown output '{name}'", m.index);
                 };
-                ids.push(i);
+                handles.push(h.clone());
             }
             routes.push(Route {
                 pattern: m.pattern.clone(),
-                outputs: ids,
+                outputs: handles,
             });
         }
-        Ok(Router {
-            routes,
-            outputs,
-            metrics: Arc::new(RouterMetrics::default()),
-        })
+        Ok(Router { routes, metrics })
     }
 
     /// The outputs a tag is routed to, by name; empty when no match applies.
     pub fn outputs_for(&self, tag: &str) -> Vec<&str> {
         self.route(tag)
-            .map(|r| {
-                r.outputs
-                    .iter()
-                    .filter_map(|&i| self.outputs.get(i).map(|o| o.name.as_str()))
-                    .collect()
-            })
+            .map(|r| r.outputs.iter().map(|o| o.name.as_str()).collect())
             .unwrap_or_default()
     }
 
@@ -146,39 +297,13 @@ impl Router {
         self.routes
             .iter()
             .map(|r| {
-                let names: Vec<&str> = r
-                    .outputs
-                    .iter()
-                    .filter_map(|&i| self.outputs.get(i).map(|o| o.name.as_str()))
-                    .collect();
+                let names: Vec<&str> = r.outputs.iter().map(|o| o.name.as_str()).collect();
                 format!("{} -> {}", r.pattern.as_str(), names.join(", "))
             })
             .collect()
     }
 
-    /// The outputs with their buffers, for status and metrics.
-    pub fn outputs(&self) -> &[OutputHandle] {
-        &self.outputs
-    }
-
-    /// Stops every buffer gracefully: staged chunks are committed and queued, one last
-    /// flush is tried within `timeout`, the rest stays on disk for the next start.
-    /// Call after the inputs stopped and their pending acks went out.
-    pub async fn shutdown(&self, timeout: std::time::Duration) {
-        for h in &self.outputs {
-            let report = h.buffer.shutdown(timeout).await;
-            if report.remaining_chunks > 0 {
-                tracing::info!(
-                    output = %h.name,
-                    "{} chunks ({} bytes) kept on disk for the next start",
-                    report.remaining_chunks,
-                    report.remaining_bytes
-                );
-            }
-        }
-    }
-
-    /// Unmatched-tag counters.
+    /// Unmatched-tag counters (shared across snapshots).
     pub fn metrics(&self) -> &RouterMetrics {
         &self.metrics
     }
@@ -205,11 +330,8 @@ impl Router {
             return Ok((Routed::Unmatched, delivery));
         };
         let mut delivery = delivery;
-        for &i in &route.outputs {
-            let Some(handle) = self.outputs.get(i) else {
-                continue;
-            };
-            let key = handle.output.chunk_key(&batch.tag);
+        for handle in &route.outputs {
+            let key = handle.output.get().chunk_key(&batch.tag);
             let ticket = handle
                 .buffer
                 .append(&key, batch.entries.clone(), batch.count)

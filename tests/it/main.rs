@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod durability;
 mod handshake;
+mod reload;
 mod tls;
 mod util;
 mod vectors;

@@ -8,23 +8,36 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Accepts until shutdown; connection tasks are tracked so shutdown can wait for them.
+/// Accepts until `stop_accepting` fires (shutdown, or a reload that removed or moved
+/// this listener). Each connection takes the context current when it was accepted, so a
+/// reload's new TLS certificates, keys and shared keys apply to new connections while
+/// open ones keep theirs; connections end with `shutdown`, not with the listener.
+/// Connection tasks are tracked so shutdown can wait for them.
 pub async fn serve(
     listener: TcpListener,
-    ctx: Arc<ConnContext>,
+    mut contexts: watch::Receiver<Arc<ConnContext>>,
+    stop_accepting: CancellationToken,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let mut limit = contexts.borrow().config.max_connections;
+    let mut slots = Arc::new(Semaphore::new(limit));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.cancelled() => return,
+            _ = stop_accepting.cancelled() => return,
         };
+        let ctx = contexts.borrow_and_update().clone();
+        if ctx.config.max_connections != limit {
+            // A reload changed the limit: count from here on (open connections keep
+            // their slot in the old count until they close).
+            limit = ctx.config.max_connections;
+            slots = Arc::new(Semaphore::new(limit));
+        }
         let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
