@@ -34,6 +34,10 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:24299")]
         listen: SocketAddr,
+        /// Speak TLS with the certificates tidepool generates (or reuses) in this
+        /// directory: the same ECDSA P-256 server certificate a tidepool would present.
+        #[arg(long)]
+        tls_certs: Option<PathBuf>,
     },
 }
 
@@ -77,6 +81,10 @@ struct RunArgs {
     /// Print one JSON line instead of a table.
     #[arg(long)]
     json: bool,
+    /// A new connection (TCP, TLS, frame, ack, close) per message, like a device that
+    /// sleeps between readings; latency then includes the connection setup.
+    #[arg(long)]
+    reconnect: bool,
 }
 
 fn cpu_record(i: usize) -> rmpv::Value {
@@ -117,7 +125,12 @@ fn encode_messages(args: &RunArgs, conn: usize) -> Vec<Vec<u8>> {
     (0..64)
         .map(|k| {
             let chunk = format!("c{conn:04}-{k:08}");
-            let mut opts = vec![("size".into(), (args.batch as u64).into())];
+            let size = if args.mode == Mode::Message {
+                1
+            } else {
+                args.batch as u64
+            };
+            let mut opts = vec![("size".into(), size.into())];
             if !args.no_ack {
                 opts.push(("chunk".into(), chunk.into()));
             }
@@ -227,12 +240,58 @@ fn take_acks(buf: &mut BytesMut) -> usize {
     }
 }
 
+/// One connection per message: connect, send, read the ack, close.
+async fn churn(
+    args: Arc<RunArgs>,
+    conn: usize,
+    totals: Arc<Totals>,
+    deadline: Instant,
+) -> Vec<Duration> {
+    let messages = encode_messages(&args, conn);
+    let mut lat = Vec::new();
+    let mut k = 0usize;
+    while Instant::now() < deadline {
+        let msg = &messages[k % messages.len()];
+        k += 1;
+        let start = Instant::now();
+        let result = async {
+            let mut s = open(&args).await?;
+            s.write_all(msg).await?;
+            if !args.no_ack {
+                let mut buf = BytesMut::with_capacity(128);
+                while take_acks(&mut buf) == 0 {
+                    if s.read_buf(&mut buf).await? == 0 {
+                        anyhow::bail!("closed before the ack");
+                    }
+                }
+            }
+            let _ = s.shutdown().await;
+            anyhow::Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                lat.push(start.elapsed());
+                totals.messages.fetch_add(1, Ordering::Relaxed);
+                totals.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                totals.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    lat
+}
+
 async fn drive(
     args: Arc<RunArgs>,
     conn: usize,
     totals: Arc<Totals>,
     deadline: Instant,
 ) -> Vec<Duration> {
+    if args.reconnect {
+        return churn(args, conn, totals, deadline).await;
+    }
     let messages = encode_messages(&args, conn);
     let stream = match open(&args).await {
         Ok(s) => s,
@@ -333,9 +392,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mbps = bytes as f64 / elapsed / 1e6;
     let (p50, p99, max) = (pct(&lat, 0.5), pct(&lat, 0.99), pct(&lat, 1.0));
     let errors = totals.errors.load(Ordering::Relaxed);
+    let conns_per_sec = if args.reconnect {
+        totals.messages.load(Ordering::Relaxed) as f64 / elapsed
+    } else {
+        0.0
+    };
     if args.json {
         println!(
-            "{{\"mode\":\"{:?}\",\"conns\":{},\"batch\":{},\"events\":{events},\"acked\":{acked},\"seconds\":{elapsed:.3},\"events_per_sec\":{eps:.0},\"mb_per_sec\":{mbps:.1},\"ack_p50_ms\":{p50:.2},\"ack_p99_ms\":{p99:.2},\"ack_max_ms\":{max:.2},\"errors\":{errors}}}",
+            "{{\"mode\":\"{:?}\",\"conns\":{},\"batch\":{},\"connections_per_sec\":{conns_per_sec:.0},\"events\":{events},\"acked\":{acked},\"seconds\":{elapsed:.3},\"events_per_sec\":{eps:.0},\"mb_per_sec\":{mbps:.1},\"ack_p50_ms\":{p50:.2},\"ack_p99_ms\":{p99:.2},\"ack_max_ms\":{max:.2},\"errors\":{errors}}}",
             args.mode, args.conns, args.batch
         );
     } else {
@@ -349,17 +413,41 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("  MB/s          {mbps:.1}");
         println!("  ack p50/p99/max  {p50:.2} / {p99:.2} / {max:.2} ms");
         println!("  errors        {errors}");
+        if args.reconnect {
+            println!("  connections/s {conns_per_sec:.0}");
+        }
     }
     Ok(())
 }
 
-async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
+async fn sink(listen: SocketAddr, tls_certs: Option<PathBuf>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let acceptor = match tls_certs {
+        Some(dir) => {
+            let cfg = tidepool::config::TlsConfig {
+                common_names: vec!["127.0.0.1".into(), "localhost".into()],
+                max_version: tidepool::config::TlsVersion::Tls13,
+                ..Default::default()
+            };
+            Some(tokio_rustls::TlsAcceptor::from(
+                tidepool::tls::server_config(&cfg, &dir)?,
+            ))
+        }
+        None => None,
+    };
     eprintln!("sink listening on {}", listener.local_addr()?);
     loop {
-        let (mut s, _) = listener.accept().await?;
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _ = s.set_nodelay(true);
+            let mut s: Box<dyn Io> = match acceptor {
+                Some(a) => match a.accept(tcp).await {
+                    Ok(t) => Box::new(t),
+                    Err(_) => return,
+                },
+                None => Box::new(tcp),
+            };
             let mut buf = BytesMut::with_capacity(256 << 10);
             let limits = tidepool::msgpack::Limits {
                 max_bytes: 64 << 20,
@@ -371,7 +459,8 @@ async fn sink(listen: SocketAddr) -> anyhow::Result<()> {
                         Ok(tidepool::msgpack::Scan::Complete(n)) => {
                             let frame = buf.split_to(n);
                             if let Some(chunk) = find_chunk(&frame)
-                                && s.write_all(&ack(&chunk)).await.is_err()
+                                && (s.write_all(&ack(&chunk)).await.is_err()
+                                    || s.flush().await.is_err())
                             {
                                 return;
                             }
@@ -436,6 +525,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.cmd {
         Cmd::Run(args) => rt.block_on(run(args)),
-        Cmd::Sink { listen } => rt.block_on(sink(listen)),
+        Cmd::Sink { listen, tls_certs } => rt.block_on(sink(listen, tls_certs)),
     }
 }
