@@ -137,6 +137,7 @@ impl Running {
             router: self.router.subscribe(),
             metrics,
             log_limiter: LogLimiter::default(),
+            hostnames: Default::default(),
         })
     }
 

@@ -188,3 +188,32 @@ fn a_vector_fed_byte_by_byte_still_decodes() {
     let recs = d.wait_records("data/out/td.test_database.cpu_info.jsonl", 3);
     assert_eq!(recs[0]["message"], "hello from fluentd out_forward");
 }
+
+#[test]
+fn source_address_and_hostname_keys_are_added_to_map_records_only() {
+    let d = TestDaemon::start(&plain_config(
+        "source_address_key = \"host_ip\"\nsource_hostname_key = \"host\"",
+    ));
+    let mut s = connect(d.addr(0));
+    let rec = rmpv::Value::Map(vec![("a".into(), 1.into())]);
+    s.write_all(&message_with_ack("src.keys", &rec, "k1"))
+        .expect("write");
+    let arr = rmpv::Value::Array(vec!["sint".into(), 1.into()]);
+    s.write_all(&message_with_ack("src.keys", &arr, "k2"))
+        .expect("write");
+    let want = [ack_for("k1"), ack_for("k2")].concat();
+    assert_eq!(read_n(&mut s, want.len()), want);
+    let recs = d.wait_records("data/out/src.keys.jsonl", 2);
+    assert_eq!(recs[0]["host_ip"], "127.0.0.1");
+    assert_eq!(recs[0]["a"], 1);
+    assert!(
+        recs[0]["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{:?}",
+        recs[0]
+    );
+    assert_eq!(
+        recs[1],
+        serde_json::json!(["sint", 1]),
+        "arrays pass unchanged"
+    );
+}

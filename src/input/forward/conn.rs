@@ -49,6 +49,9 @@ pub struct ConnContext {
     pub metrics: Arc<InputMetrics>,
     /// Rate limit for warn lines about this listener's clients.
     pub log_limiter: LogLimiter,
+    /// Reverse-DNS answers for `source_hostname_key`, so device churn does not cost
+    /// one lookup per connection.
+    pub hostnames: super::hostname::HostnameCache,
 }
 
 impl std::fmt::Debug for ConnContext {
@@ -73,6 +76,13 @@ impl ConnContext {
             Verdict::Drop => {}
         }
     }
+}
+
+/// Who sent a frame, for the keys `source_address_key` / `source_hostname_key` add.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    peer: SocketAddr,
+    hostname: Option<&'a str>,
 }
 
 /// An ack owed to the client, written once its batch is durable.
@@ -284,6 +294,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
     acks: &mpsc::Sender<PendingAck>,
 ) -> Result<(), Closed> {
+    // Looked up once per connection, and only when the config asks for it.
+    let hostname = match ctx.config.source_hostname_key {
+        Some(_) => Some(ctx.hostnames.resolve(peer.ip()).await),
+        None => None,
+    };
     // Decided by the connection's first byte (reference section 1): `{` or `[` means JSON.
     let mut scanner: Option<(FrameScanner, Encoding)> = None;
     let mut frames_seen = 0u64;
@@ -302,7 +317,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 Ok(Some(n)) => {
                     let frame = buf.split_to(n).freeze();
                     frames_seen += 1;
-                    handle_frame(frame, *encoding, frames_seen, peer, ctx, acks).await?;
+                    let source = Source {
+                        peer,
+                        hostname: hostname.as_deref(),
+                    };
+                    handle_frame(frame, *encoding, frames_seen, source, ctx, acks).await?;
                     if ctx.config.deny_keepalive && buf.is_empty() {
                         return Ok(());
                     }
@@ -355,7 +374,7 @@ async fn handle_frame(
     frame: Bytes,
     encoding: Encoding,
     frame_no: u64,
-    peer: SocketAddr,
+    source: Source<'_>,
     ctx: &ConnContext,
     acks: &mpsc::Sender<PendingAck>,
 ) -> Result<(), Closed> {
@@ -375,10 +394,10 @@ async fn handle_frame(
     }
     let mut extra: Vec<(&str, String)> = Vec::new();
     if let Some(key) = &ctx.config.source_address_key {
-        extra.push((key, peer.ip().to_string()));
+        extra.push((key, source.peer.ip().to_string()));
     }
-    if let Some(key) = &ctx.config.source_hostname_key {
-        extra.push((key, peer.ip().to_string()));
+    if let (Some(key), Some(name)) = (&ctx.config.source_hostname_key, source.hostname) {
+        extra.push((key, name.to_string()));
     }
     if !extra.is_empty() && batch.signal == crate::event::Signal::Logs {
         batch.entries = enrich::add_keys(&batch.entries, &extra).map_err(|e| Closed::Rejected {

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod enrich;
 pub mod frame;
 pub mod handshake;
+pub mod hostname;
 pub mod listener;
 pub mod ratelimit;
 pub mod udp;
