@@ -6,7 +6,7 @@ use super::config::{ApiKey, TdOutputConfig};
 use super::request;
 use crate::output::OutputError;
 use anyhow::Context as _;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HeaderValue};
 use std::time::{Duration, SystemTime};
 
 /// Most bytes of an answer body read and kept; answers are small JSON documents.
@@ -140,6 +140,8 @@ impl TdClient {
             .post(&url)
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_TYPE, request::FORM_CONTENT_TYPE)
+            // hyper leaves the header out of an empty POST; td-client-ruby sends it.
+            .header(CONTENT_LENGTH, "0")
             .header(DATE, request::date_header(SystemTime::now()))
             .body(Vec::new());
         let answer = self.send(req, "POST", &url).await?;

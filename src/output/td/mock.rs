@@ -299,8 +299,13 @@ fn route(s: &mut State, method: &Method, path: &str, headers: &HeaderMap, body: 
 /// Content-Length that matches the body. Err carries the answer to give.
 fn check_common(s: &mut State, headers: &HeaderMap, body: &[u8]) -> Result<(), Answer> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("authorization") != Some(format!("TD1 {}", s.apikey).as_str()) {
-        return Err(error(401, "Unauthorized: invalid apikey"));
+    let auth = header("authorization");
+    if auth != Some(format!("TD1 {}", s.apikey).as_str()) {
+        // Echoes what it got, as a careless server might, so tests prove redaction.
+        return Err(error(
+            401,
+            format!("Unauthorized: invalid apikey in {auth:?}"),
+        ));
     }
     let mut problems = Vec::new();
     if headers.get_all("authorization").iter().count() != 1 {
