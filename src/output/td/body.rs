@@ -4,8 +4,8 @@
 //! Built straight from a chunk's entry bytes: each record's map header is rewritten
 //! and `time` prepended; keys and values are copied, never decoded. A record's own
 //! `time` key is removed (the event time always wins, as in fluent-plugin-td). The
-//! common record without a `time` key is found by one substring search and copied
-//! whole; only records whose bytes contain `time` somewhere have their keys walked.
+//! common record without a `time` key is recognized by one substring search and copied
+//! whole; only records holding a 4-byte string `time` somewhere have their keys walked.
 
 use super::config::NonMap;
 use crate::msgpack::entries;
@@ -114,8 +114,7 @@ fn write_map(
     skip: &mut Vec<(usize, usize)>,
 ) -> Result<(), String> {
     skip.clear();
-    let body = record.get(header_len..).unwrap_or_default();
-    if memchr::memmem::find(body, b"time").is_some() {
+    if may_hold_time_key(record.get(header_len..).unwrap_or_default()) {
         find_time_keys(record, header_len, pairs, skip)?;
     }
     let keys = u64::from(pairs) - skip.len() as u64 + 1;
@@ -134,6 +133,17 @@ fn write_map(
     }
     out.extend_from_slice(record.get(from..).unwrap_or_default());
     Ok(())
+}
+
+/// False only when no `time` string can be in `bytes`: every str header for 4 bytes
+/// (`a4`, `d9 04`, `da 00 04`, `db 00 00 00 04`) ends in `a4` or `04`, so a `time`
+/// not preceded by one of those is part of something else (`uptime`, `idle_time`).
+fn may_hold_time_key(bytes: &[u8]) -> bool {
+    memchr::memchr2_iter(0xa4, 0x04, bytes).any(|at| {
+        at.checked_add(1)
+            .and_then(|from| bytes.get(from..from.checked_add(4)?))
+            == Some(b"time".as_slice())
+    })
 }
 
 /// Records the byte range of every `time` key/value pair of the map in `record`.

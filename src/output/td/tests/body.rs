@@ -109,6 +109,45 @@ fn a_records_own_time_is_overwritten_wherever_it_is() {
 }
 
 #[test]
+fn time_keys_in_every_str_width_are_found_and_lookalikes_kept() {
+    let key = |header: &[u8]| {
+        let mut rec = vec![0x83];
+        rec.extend_from_slice(header);
+        rec.extend_from_slice(b"time");
+        rec.extend_from_slice(&mp(&Value::from(1)));
+        rec.extend_from_slice(&mp(&Value::from("uptime")));
+        rec.extend_from_slice(&mp(&Value::from(2)));
+        rec.extend_from_slice(&mp(&Value::from("deep_sleep_time")));
+        rec.extend_from_slice(&mp(&Value::from("time")));
+        rec
+    };
+    let want = map(&[
+        time(9),
+        ("uptime", Value::from(2)),
+        ("deep_sleep_time", Value::from("time")),
+    ]);
+    for header in [&[0xa4][..], &[0xd9, 4], &[0xda, 0, 4], &[0xdb, 0, 0, 0, 4]] {
+        let (got, _) = rows(&[entry(T::Int(9), &key(header))], NonMap::Wrap);
+        assert_eq!(got, vec![want.clone()], "header {header:02x?}");
+    }
+    let mbed = map(&[
+        ("uptime", Value::from(1)),
+        ("idle_time", Value::from(2)),
+        ("sleep_time", Value::from(3)),
+    ]);
+    let (got, _) = rows(&[entry(T::Int(9), &mp(&mbed))], NonMap::Wrap);
+    assert_eq!(
+        got,
+        vec![map(&[
+            time(9),
+            ("uptime", Value::from(1)),
+            ("idle_time", Value::from(2)),
+            ("sleep_time", Value::from(3)),
+        ])]
+    );
+}
+
+#[test]
 fn non_map_records_are_wrapped_or_dropped() {
     let arr = Value::Array(vec![Value::from(1), Value::from("two")]);
     let entries = [
