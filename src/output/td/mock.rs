@@ -114,6 +114,8 @@ struct State {
 #[derive(Debug)]
 pub struct MockTd {
     addr: SocketAddr,
+    /// `http`, or `https` for [`MockTd::start_tls`].
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -134,6 +136,26 @@ impl MockTd {
     pub async fn start_with_key(apikey: &str) -> std::io::Result<MockTd> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        Ok(Self::serve(listener, addr, "http", apikey))
+    }
+
+    /// Starts a mock speaking HTTPS with `tls` (e.g. a certificate for 127.0.0.1), to
+    /// test certificate verification, `ca_file` and `tls_verify`.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> std::io::Result<MockTd> {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = tcp.local_addr()?;
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        };
+        Ok(Self::serve(listener, addr, "https", MOCK_APIKEY))
+    }
+
+    fn serve<L>(listener: L, addr: SocketAddr, scheme: &'static str, apikey: &str) -> MockTd
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let state = Arc::new(Mutex::new(State {
             apikey: apikey.to_string(),
             ..State::default()
@@ -146,16 +168,21 @@ impl MockTd {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(MockTd { addr, state, task })
+        MockTd {
+            addr,
+            scheme,
+            state,
+            task,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `http://127.0.0.1:PORT`, for both `endpoint` and `api_endpoint`.
+    /// `http://127.0.0.1:PORT` (`https` with TLS), for `endpoint` and `api_endpoint`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Changes the accepted key (an operator fixing a revoked key).
@@ -224,6 +251,38 @@ impl MockTd {
     /// The tables that exist, as `(db, table)`.
     pub fn tables(&self) -> Vec<(String, String)> {
         self.lock().tables.iter().cloned().collect()
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshake; a failed handshake (a
+/// client that does not trust the certificate) drops that connection only.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// A handshake slower than this is abandoned so one stuck client cannot stop the mock.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            let Ok((tcp, peer)) = self.tcp.accept().await else {
+                tokio::task::yield_now().await;
+                continue;
+            };
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
     }
 }
 

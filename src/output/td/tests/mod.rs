@@ -5,6 +5,7 @@ mod body;
 mod config;
 mod names;
 mod request;
+mod tls;
 mod upload;
 
 use crate::event::EventTime;
