@@ -145,6 +145,8 @@ impl TdOutput {
         let body = self.build_body(chunk).await?;
         self.log_non_map(chunk, &body);
         if body.counts.rows == 0 {
+            let dropped = body.counts.dropped;
+            self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
             tracing::debug!(output = %self.name, chunk = %chunk.id, "no importable rows, nothing sent");
             return Ok(());
         }
@@ -194,7 +196,11 @@ impl TdOutput {
     ) -> Result<(), OutputError> {
         let mut resends = 0;
         loop {
-            let (call, answer) = self.client.import(db, table, id, body).await?;
+            let (call, answer) = self
+                .client
+                .import(db, table, id, body)
+                .await
+                .map_err(|e| self.named(e))?;
             match request::classify_import(answer.status) {
                 ImportAnswer::Stored => return self.check_md5(&call, &answer, body),
                 ImportAnswer::Retry => return Err(self.retryable(self.describe(&call, &answer))),
@@ -222,7 +228,11 @@ impl TdOutput {
     /// Creates the table, and the database first when the table create says 404; a
     /// 409 from either means it exists, which is all that is needed.
     async fn create(&self, db: &str, table: &str) -> Result<(), OutputError> {
-        let (call, answer) = self.client.create_table(db, table).await?;
+        let (call, answer) = self
+            .client
+            .create_table(db, table)
+            .await
+            .map_err(|e| self.named(e))?;
         match request::classify_create(answer.status) {
             CreateAnswer::Exists => {
                 self.created(&call, &answer);
@@ -231,12 +241,20 @@ impl TdOutput {
             CreateAnswer::NotFound => {}
             other => return Err(self.create_failed(other, &call, &answer)),
         }
-        let (call, answer) = self.client.create_database(db).await?;
+        let (call, answer) = self
+            .client
+            .create_database(db)
+            .await
+            .map_err(|e| self.named(e))?;
         match request::classify_create(answer.status) {
             CreateAnswer::Exists => self.created(&call, &answer),
             other => return Err(self.create_failed(other, &call, &answer)),
         }
-        let (call, answer) = self.client.create_table(db, table).await?;
+        let (call, answer) = self
+            .client
+            .create_table(db, table)
+            .await
+            .map_err(|e| self.named(e))?;
         match request::classify_create(answer.status) {
             CreateAnswer::Exists => {
                 self.created(&call, &answer);
@@ -294,6 +312,14 @@ impl TdOutput {
             answer.status,
             request::quote_body(&answer.body)
         ))
+    }
+
+    /// The same error, its message prefixed with this output's name.
+    fn named(&self, e: OutputError) -> OutputError {
+        match e {
+            OutputError::Retryable(m) => self.retryable(m),
+            OutputError::Permanent(m) => self.permanent(m),
+        }
     }
 
     fn permanent(&self, msg: String) -> OutputError {

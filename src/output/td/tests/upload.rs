@@ -406,11 +406,8 @@ async fn array_records_are_wrapped_or_dropped() {
         .await
         .expect("nothing to import is success");
     assert_eq!(mock.requests().len(), before);
-    assert_eq!(
-        drop.stats().dropped.load(Relaxed),
-        0,
-        "counted only with an import"
-    );
+    assert_eq!(drop.stats().dropped.load(Relaxed), 1);
+    assert_eq!(drop.stats().imports.load(Relaxed), 0);
 }
 
 #[tokio::test]
@@ -445,6 +442,7 @@ async fn connection_errors_and_timeouts_are_retryable() {
         out.write(&chunk_of("test_database.cpu_info", 17, 5, &[cpu(1)]))
             .await,
     );
+    assert!(m.starts_with("output td: PUT http://127.0.0.1:"), "{m}");
     assert!(m.contains("cannot connect"), "{m}");
     assert!(!m.contains(MOCK_APIKEY));
 
@@ -477,4 +475,25 @@ async fn a_chunk_with_corrupt_bytes_is_permanent() {
     bad.entries = bad.entries.slice(..bad.entries.len() - 1);
     let m = permanent(out.write(&bad).await);
     assert!(m.contains("corrupt"), "{m}");
+}
+
+#[tokio::test]
+async fn the_output_enum_builds_td_and_keys_chunks_by_destination() {
+    use crate::config::OutputConfig;
+    use crate::output::Output;
+    let mock = MockTd::start().await.expect("mock");
+    let out = Output::build(
+        "td",
+        &OutputConfig::Td(config(&mock)),
+        std::path::Path::new("."),
+    )
+    .expect("builds");
+    assert!(matches!(out, Output::Td(_)));
+    assert_eq!(out.chunk_key("td.Test-DB.x"), "test_db.x__");
+    assert_eq!(out.chunk_key("one"), "one");
+    out.write(&chunk_of("test_db.x__", 20, 5, &[cpu(1)]))
+        .await
+        .expect("stored");
+    assert_eq!(mock.rows("test_db", "x__"), vec![row(5, 1)]);
+    assert_eq!(Output::Null.chunk_key("td.Test-DB.x"), "td.Test-DB.x");
 }
