@@ -4,6 +4,7 @@
 mod body;
 mod config;
 mod names;
+mod props;
 mod request;
 mod tls;
 mod upload;
