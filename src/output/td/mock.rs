@@ -17,6 +17,17 @@
 //! again, so a test can assert exactly-once delivery. Faults are scripted per call
 //! ([`MockTd::push_fault`]) or drawn at random from a seed
 //! ([`MockTd::set_random_failures`]).
+//!
+//! From a daemon-level test (inside a tokio runtime):
+//!
+//! ```ignore
+//! let mock = MockTd::start().await?;          // accepts MOCK_APIKEY
+//! mock.set_random_failures(30, 7);            // 30 % 503s, half after storing
+//! // config: type = "td", apikey = MOCK_APIKEY, endpoint = api_endpoint = mock.url()
+//! // ... send events, wait for the flush ...
+//! assert_eq!(mock.rows("test_database", "cpu_info").len(), sent);
+//! assert!(mock.violations().is_empty());
+//! ```
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -216,6 +227,15 @@ impl MockTd {
     /// Every import stored, in arrival order (repeats of an id are not stored again).
     pub fn imports(&self) -> Vec<Import> {
         self.lock().imports.clone()
+    }
+
+    /// The import stored under `unique_id`, if any.
+    pub fn import(&self, unique_id: &str) -> Option<Import> {
+        let s = self.lock();
+        s.ids
+            .get(unique_id)
+            .and_then(|&i| s.imports.get(i))
+            .cloned()
     }
 
     /// Every row stored into `db.table`, in arrival order.

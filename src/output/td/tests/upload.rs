@@ -288,6 +288,12 @@ async fn a_lost_answer_then_retry_stores_once() {
     out.write(&c).await.expect("retry");
     assert_eq!(mock.rows("test_database", "cpu_info"), vec![row(5, 1)]);
     assert_eq!(mock.duplicates(), 1);
+    // After a restart (a new output), the buffer hands over the same persisted id.
+    drop(out);
+    output(&mock).write(&c).await.expect("after restart");
+    assert_eq!(mock.imports().len(), 1);
+    assert_eq!(mock.duplicates(), 2);
+    assert!(mock.import(&c.id.hex()).is_some());
     assert_eq!(mock.violations(), Vec::<String>::new());
 }
 
