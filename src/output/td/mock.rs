@@ -119,6 +119,7 @@ struct State {
     random: Option<(u32, u64)>,
     requests: Vec<Logged>,
     violations: Vec<String>,
+    connections: u64,
 }
 
 /// A running mock; stops when dropped.
@@ -171,6 +172,13 @@ impl MockTd {
             apikey: apikey.to_string(),
             ..State::default()
         }));
+        let counted = state.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_io: &mut L::Io| {
+            counted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .connections += 1;
+        });
         let shared = state.clone();
         let app = axum::Router::new().fallback(move |req: Request<Body>| {
             let state = shared.clone();
@@ -256,6 +264,11 @@ impl MockTd {
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Logged> {
         self.lock().requests.clone()
+    }
+
+    /// Connections accepted so far: fewer than requests when the client reuses them.
+    pub fn connections(&self) -> u64 {
+        self.lock().connections
     }
 
     /// Broken rules found in requests; a correct client leaves this empty.

@@ -103,6 +103,13 @@ async fn one_chunk_is_one_import_with_the_exact_wire_format() {
     let s = out.stats();
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!((s.imports.load(Relaxed), s.rows.load(Relaxed)), (1, 3));
+
+    // The next chunk reuses the kept-alive connection.
+    out.write(&chunk_of(&key, 0xac, 1_700_000_001, &[cpu(4)]))
+        .await
+        .expect("imported");
+    assert_eq!(mock.imports().len(), 2);
+    assert_eq!(mock.connections(), 1);
 }
 
 #[tokio::test]
