@@ -29,6 +29,7 @@
 //! assert!(mock.violations().is_empty());
 //! ```
 
+use crate::msgpack::head::{Cursor, Head};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,10 +78,14 @@ pub struct Import {
     pub table: String,
     /// The unique id from the path.
     pub id: String,
-    /// The decoded rows, in body order.
+    /// The decoded rows, in body order (empty after [`MockTd::set_keep_rows`]`(false)`).
     pub rows: Vec<rmpv::Value>,
+    /// How many rows the body held.
+    pub row_count: u64,
     /// Compressed body length.
     pub gz_len: usize,
+    /// MD5 of the inflated rows: a repeat of the id must carry the same.
+    pub rows_md5: String,
 }
 
 /// One request as received, with the status it got.
@@ -120,6 +125,8 @@ struct State {
     requests: Vec<Logged>,
     violations: Vec<String>,
     connections: u64,
+    /// Count rows instead of decoding and keeping them (load tests).
+    count_only: bool,
 }
 
 /// A running mock; stops when dropped.
@@ -230,6 +237,22 @@ impl MockTd {
     /// import is stored, half after (a lost answer).
     pub fn set_random_failures(&self, percent: u32, seed: u64) {
         self.lock().random = Some((percent.min(100), seed | 1));
+    }
+
+    /// With `false`, rows are checked and counted but not decoded into values or kept,
+    /// so a throughput test is not slowed down by the mock.
+    pub fn set_keep_rows(&self, keep: bool) {
+        self.lock().count_only = !keep;
+    }
+
+    /// How many rows were stored into `db.table` (also with rows not kept).
+    pub fn row_count(&self, db: &str, table: &str) -> u64 {
+        self.lock()
+            .imports
+            .iter()
+            .filter(|i| i.db == db && i.table == table)
+            .map(|i| i.row_count)
+            .sum()
     }
 
     /// Every import stored, in arrival order (repeats of an id are not stored again).
@@ -510,11 +533,11 @@ fn import(
     {
         problems.push(format!("unique id {id:?} is not 32 lowercase hex digits"));
     }
-    let rows = match decode_body(body) {
-        Ok(rows) => rows,
+    let (rows, row_count, rows_md5) = match decode_body(body, !s.count_only) {
+        Ok(decoded) => decoded,
         Err(e) => {
             problems.push(e);
-            Vec::new()
+            (Vec::new(), 0, String::new())
         }
     };
     if !problems.is_empty() {
@@ -533,7 +556,10 @@ fn import(
     match s.ids.get(id).copied() {
         Some(i) => {
             s.duplicates += 1;
-            let same = s.imports.get(i).is_some_and(|prev| prev.rows == rows);
+            let same = s
+                .imports
+                .get(i)
+                .is_some_and(|prev| prev.rows_md5 == rows_md5);
             if !same {
                 s.violations
                     .push(format!("unique id {id} reused for different rows"));
@@ -546,7 +572,9 @@ fn import(
                 table: table.to_string(),
                 id: id.to_string(),
                 rows,
+                row_count,
                 gz_len: body.len(),
+                rows_md5,
             });
         }
     }
@@ -566,9 +594,10 @@ fn import(
     )
 }
 
-/// Inflates and decodes an import body; every row must be a map with exactly one
-/// `time` key whose value is an integer.
-fn decode_body(body: &[u8]) -> Result<Vec<rmpv::Value>, String> {
+/// Inflates and checks an import body: every row must be a map with exactly one
+/// `time` key whose value is an integer. Returns the rows (decoded only with `keep`),
+/// their count, and the MD5 of the inflated bytes.
+fn decode_body(body: &[u8], keep: bool) -> Result<(Vec<rmpv::Value>, u64, String), String> {
     let mut raw = Vec::new();
     GzDecoder::new(body)
         .take(MAX_BODY as u64 + 1)
@@ -577,31 +606,49 @@ fn decode_body(body: &[u8]) -> Result<Vec<rmpv::Value>, String> {
     if raw.len() > MAX_BODY {
         return Err(format!("inflated body is over {MAX_BODY} bytes"));
     }
+    let count = check_rows(&raw)?;
     let mut rows = Vec::new();
     let mut rest = raw.as_slice();
-    while !rest.is_empty() {
+    while keep && !rest.is_empty() {
         let row = rmpv::decode::read_value(&mut rest)
             .map_err(|e| format!("row {} is not MessagePack: {e}", rows.len()))?;
-        let rmpv::Value::Map(pairs) = &row else {
-            return Err(format!("row {} is not a map: {row}", rows.len()));
-        };
-        let times: Vec<&rmpv::Value> = pairs
-            .iter()
-            .filter(|(k, _)| k.as_str() == Some("time"))
-            .map(|(_, v)| v)
-            .collect();
-        match times.as_slice() {
-            [t] if t.is_i64() || t.is_u64() => {}
-            _ => {
-                return Err(format!(
-                    "row {} needs exactly one integer time key: {row}",
-                    rows.len()
-                ));
-            }
-        }
         rows.push(row);
     }
-    Ok(rows)
+    Ok((rows, count, hex::encode(Md5::digest(&raw))))
+}
+
+/// Walks the rows without building values; the count of rows, or what is wrong.
+fn check_rows(raw: &[u8]) -> Result<u64, String> {
+    let mut cur = Cursor::new(raw);
+    let mut n: u64 = 0;
+    let bad = |n: u64, e: crate::msgpack::ScanError| format!("row {n} is not MessagePack: {e}");
+    while !cur.is_empty() {
+        let Head::Map(pairs) = cur.head().map_err(|e| bad(n, e))? else {
+            return Err(format!("row {n} is not a map"));
+        };
+        let mut times = 0;
+        for _ in 0..pairs {
+            let mut key = cur;
+            let is_time =
+                matches!(key.head(), Ok(Head::Str(4))) && key.body(4).is_ok_and(|b| b == b"time");
+            cur.skip().map_err(|e| bad(n, e))?;
+            if is_time {
+                times += 1;
+                let mut value = cur;
+                if !matches!(value.head(), Ok(Head::UInt(_) | Head::Int(_))) {
+                    return Err(format!("row {n}: time is not an integer"));
+                }
+            }
+            cur.skip().map_err(|e| bad(n, e))?;
+        }
+        if times != 1 {
+            return Err(format!(
+                "row {n} has {times} time keys, expected exactly one"
+            ));
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn create(

@@ -3,6 +3,7 @@
 
 mod body;
 mod config;
+mod mock;
 mod names;
 mod props;
 mod request;

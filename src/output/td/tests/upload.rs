@@ -341,6 +341,7 @@ async fn random_failures_still_store_every_chunk_exactly_once() {
         mock.duplicates() > 0,
         "some answers were lost after storing"
     );
+    assert_eq!(mock.row_count("test_database", "cpu_info"), 40);
     assert_eq!(mock.violations(), Vec::<String>::new());
 }
 
@@ -509,4 +510,23 @@ async fn the_output_enum_builds_td_and_keys_chunks_by_destination() {
         .expect("stored");
     assert_eq!(mock.rows("test_db", "x__"), vec![row(5, 1)]);
     assert_eq!(Output::Null.chunk_key("td.Test-DB.x"), "td.Test-DB.x");
+}
+
+#[tokio::test]
+async fn the_mock_can_count_rows_without_keeping_them() {
+    let mock = MockTd::start().await.expect("mock");
+    mock.add_table("test_database", "cpu_info");
+    mock.set_keep_rows(false);
+    let out = output(&mock);
+    out.write(&chunk_of(
+        "test_database.cpu_info",
+        21,
+        5,
+        &[cpu(1), cpu(2)],
+    ))
+    .await
+    .expect("stored");
+    assert_eq!(mock.row_count("test_database", "cpu_info"), 2);
+    assert!(mock.rows("test_database", "cpu_info").is_empty());
+    assert_eq!(mock.violations(), Vec::<String>::new());
 }
