@@ -15,6 +15,24 @@
 //! - `mock.rs`: a mock Treasure Data API on a real socket, public so daemon-level
 //!   tests in `tests/it/` can use it too (it is small and has no extra dependency).
 //!
+//! Config, next to its fluent-plugin-td equivalent:
+//!
+//! ```toml
+//! [output.td]                          # <match td.*.*> @type tdlog
+//! type = "td"
+//! apikey = "${TD_API_KEY}"             #   apikey "#{ENV['TD_API_KEY']}"
+//! region = "us"                        #   endpoint / api_endpoint (us, jp, eu01, ap02, ap03)
+//! # endpoint = "api-import.treasuredata.com"   import host (bare host = https)
+//! # api_endpoint = "api.treasuredata.com"      REST host, for creates
+//! auto_create_table = true             #   auto_create_table true
+//! # database = "db" / table = "tbl"    #   fixed destination; both or neither
+//! # tls_verify = true, ca_file = "ca.pem", http_proxy = "http://proxy:3128"
+//! # connect_timeout = "30s", request_timeout = "300s"
+//! # non_map = "wrap"                   # or "drop" (fluent-plugin-td drops silently)
+//! # gzip_level = 1
+//! buffer = { flush_interval = "60s" }  #   <buffer> flush_interval 300s (32 MiB, 8096 records)
+//! ```
+//!
 //! Behaviour the reference marks UNCONFIRMED, taken on the safe side: names are cut at
 //! 255 characters (the server may allow 256); every import carries `Date`, a
 //! tidepool `User-Agent` and `Content-Type: application/octet-stream` in case the
