@@ -15,6 +15,7 @@ mod resolve;
 mod tests;
 pub mod units;
 
+pub use crate::output::td::TdOutputConfig;
 use crate::pipeline::pattern::TagPattern;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -240,6 +241,8 @@ pub enum OutputConfig {
     Stdout,
     /// `type = "file"`: JSON lines appended to files.
     File(FileOutputConfig),
+    /// `type = "td"`: Treasure Data streaming import.
+    Td(TdOutputConfig),
 }
 
 /// `type = "file"`.

@@ -209,3 +209,27 @@ pub struct BufferRaw {
     pub overflow_action: Option<Spanned<String>>,
     pub fsync: Option<Spanned<String>>,
 }
+
+/// `[output.NAME]` of `type = "td"` (resolved in `resolve/td.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdOutputRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub buffer: Option<Spanned<BufferRaw>>,
+    pub apikey: Spanned<String>,
+    pub region: Option<Spanned<String>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub api_endpoint: Option<Spanned<String>>,
+    pub auto_create_table: Option<bool>,
+    pub database: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
+    pub tls_verify: Option<bool>,
+    pub ca_file: Option<Spanned<String>>,
+    pub http_proxy: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<Scalar>>,
+    pub request_timeout: Option<Spanned<Scalar>>,
+    pub non_map: Option<Spanned<String>>,
+    pub gzip_level: Option<Spanned<i64>>,
+}

@@ -16,6 +16,7 @@ use toml::de::{DeTable, DeValue};
 mod leaves;
 mod output;
 mod source;
+mod td;
 
 /// What `Config::parse` needs besides the text.
 pub(crate) struct Context<'a> {
@@ -30,7 +31,7 @@ pub(crate) struct Context<'a> {
 
 const SECTIONS: &str = "server, source, match, output";
 const SOURCE_TYPES: &str = "forward";
-const OUTPUT_TYPES: &str = "null, stdout, file";
+const OUTPUT_TYPES: &str = "null, stdout, file, td";
 
 /// Parses and checks `text`.
 pub(crate) fn resolve(text: &str, cx: &Context<'_>) -> Result<Config, ConfigError> {

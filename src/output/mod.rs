@@ -7,6 +7,7 @@
 pub mod file;
 pub mod json;
 pub mod stdout;
+pub mod td;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +70,8 @@ pub enum Output {
     Stdout(stdout::StdoutOutput),
     /// Appends JSON lines to files.
     File(file::FileOutput),
+    /// Uploads to Treasure Data's streaming import API.
+    Td(td::TdOutput),
 }
 
 impl Output {
@@ -78,6 +81,7 @@ impl Output {
             OutputConfig::Null => Output::Null,
             OutputConfig::Stdout => Output::Stdout(stdout::StdoutOutput::new(name)),
             OutputConfig::File(c) => Output::File(file::FileOutput::new(name, c, data_dir)?),
+            OutputConfig::Td(c) => Output::Td(td::TdOutput::new(name, c)?),
         })
     }
 
@@ -87,11 +91,16 @@ impl Output {
             Output::Null => Ok(()),
             Output::Stdout(o) => o.write(chunk).await,
             Output::File(o) => o.write(chunk).await,
+            Output::Td(o) => o.write(chunk).await,
         }
     }
 
-    /// The chunk key events of `tag` are buffered under.
+    /// The chunk key events of `tag` are buffered under: the tag, except for outputs
+    /// whose destination is coarser (td: the normalized `db.table`, one import per chunk).
     pub fn chunk_key(&self, tag: &str) -> String {
-        tag.to_string()
+        match self {
+            Output::Td(o) => o.chunk_key(tag),
+            _ => tag.to_string(),
+        }
     }
 }

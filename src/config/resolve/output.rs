@@ -63,6 +63,8 @@ impl Resolver<'_, '_, '_> {
                 }
                 "file" => typed::<raw::FileOutputRaw>(item, &path, &section, self.problems)
                     .and_then(|raw| self.file_output(raw, &path)),
+                "td" => typed::<raw::TdOutputRaw>(item, &path, &section, self.problems)
+                    .and_then(|raw| self.td_output(raw, &path)),
                 other => {
                     let span = self.type_span(item);
                     self.at(
