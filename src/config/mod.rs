@@ -15,12 +15,14 @@ mod resolve;
 #[cfg(test)]
 mod tests;
 pub mod units;
+pub mod warnings;
 
 pub use filter::{
     FilterConfig, FilterKind, GrepConfig, GrepRule, KeyPath, ParseFormat, ParserConfig,
     RecordTransformerConfig, RewriteRule, RewriteTagConfig, SetValue, Template, TemplatePart,
     ThrottleConfig,
 };
+pub use warnings::warnings;
 
 use crate::pipeline::pattern::TagPattern;
 use std::collections::BTreeMap;

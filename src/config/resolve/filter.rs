@@ -139,7 +139,14 @@ impl Resolver<'_, '_, '_> {
         let mut ok = true;
         let pattern = self.filter_pattern(&raw.pattern, path);
         let mut record = Vec::new();
-        for (key, value) in raw.record.iter().flat_map(|r| r.get_ref().0.iter()) {
+        // TOML tables come back sorted by key; apply them in the order written.
+        let mut written: Vec<_> = raw
+            .record
+            .iter()
+            .flat_map(|r| r.get_ref().0.iter())
+            .collect();
+        written.sort_by_key(|(k, _)| k.span().start);
+        for (key, value) in written {
             let kpath = format!("{path}.record.{}", key.get_ref());
             if key.get_ref().is_empty() {
                 self.at(key.span(), &kpath, "empty key name");
@@ -163,7 +170,13 @@ impl Resolver<'_, '_, '_> {
         let remove_keys = self.key_names(raw.remove_keys.as_ref(), &format!("{path}.remove_keys"));
         let keep_keys = self.key_names(raw.keep_keys.as_ref(), &format!("{path}.keep_keys"));
         let mut rename_keys = Vec::new();
-        for (old, new) in raw.rename_keys.iter().flat_map(|r| r.get_ref().0.iter()) {
+        let mut renames: Vec<_> = raw
+            .rename_keys
+            .iter()
+            .flat_map(|r| r.get_ref().0.iter())
+            .collect();
+        renames.sort_by_key(|(k, _)| k.span().start);
+        for (old, new) in renames {
             if old.get_ref().is_empty() || new.get_ref().is_empty() {
                 self.at(
                     new.span(),

@@ -27,7 +27,7 @@ impl Sample {
     /// Keeps or drops one event without reading its record.
     pub fn apply(&self) -> Verdict {
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
-        if n % self.rate == 0 {
+        if n.is_multiple_of(self.rate) {
             Verdict::Keep
         } else {
             Verdict::Drop
