@@ -100,6 +100,7 @@ pub struct Event<'a> {
     record: &'a [u8],
     pairs: Option<Pairs<'a>>,
     split_tried: bool,
+    spare: Vec<record::Pair<'a>>,
     /// Set by a filter that changed the record: the entry is re-encoded.
     pub changed: bool,
 }
@@ -107,7 +108,13 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// An event from a walked entry.
     pub fn new(entry: Entry<'a>) -> Self {
+        Event::with_spare(entry, Vec::new())
+    }
+
+    /// An event that will split its record into `spare`'s allocation.
+    pub fn with_spare(entry: Entry<'a>, spare: Vec<record::Pair<'a>>) -> Self {
         Event {
+            spare,
             time: entry.time,
             time_raw: time_bytes(entry.raw, entry.record),
             raw: entry.raw,
@@ -122,7 +129,7 @@ impl<'a> Event<'a> {
     pub fn pairs_mut(&mut self) -> Option<&mut Pairs<'a>> {
         if !self.split_tried {
             self.split_tried = true;
-            self.pairs = Pairs::split(self.record);
+            self.pairs = Pairs::split_into(self.record, std::mem::take(&mut self.spare));
         }
         self.pairs.as_mut()
     }
@@ -132,6 +139,14 @@ impl<'a> Event<'a> {
         match (&self.pairs, self.changed) {
             (Some(pairs), true) => write_entry(out, self.time_raw, |o| pairs.write(o)),
             _ => out.extend_from_slice(self.raw),
+        }
+    }
+
+    /// The pairs' allocation, for the next event.
+    pub fn recycle(self) -> Vec<record::Pair<'a>> {
+        match self.pairs {
+            Some(p) => p.0,
+            None => self.spare,
         }
     }
 
@@ -356,12 +371,13 @@ impl FilterChain {
         let mut changed = false;
         let mut retagged: Vec<(String, Vec<u8>, u32)> = Vec::new();
         let mut malformed = false;
+        let mut spare = Vec::new();
         for entry in entries(&batch.entries) {
             let Ok(entry) = entry else {
                 malformed = true;
                 break;
             };
-            let mut ev = Event::new(entry);
+            let mut ev = Event::with_spare(entry, std::mem::take(&mut spare));
             let mut stays = true;
             for ((f, pre), c) in active.iter().zip(&prepared).zip(counts.iter_mut()) {
                 c.matched += 1;
@@ -398,6 +414,7 @@ impl FilterChain {
                 ev.write(&mut out);
                 kept = kept.saturating_add(1);
             }
+            spare = ev.recycle();
         }
         if malformed {
             applied.malformed += 1;

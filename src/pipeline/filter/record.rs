@@ -46,7 +46,11 @@ impl Key<'_> {
     pub fn is(&self, name: &str) -> bool {
         match self {
             Key::Name(n) => n == name,
-            Key::Raw(b) => str_body(b).is_some_and(|s| s == name.as_bytes()),
+            Key::Raw(b) => match b.split_first() {
+                // fixstr, the usual key: compare without decoding a header.
+                Some((&m, body)) if m & 0xe0 == 0xa0 => body == name.as_bytes(),
+                _ => str_body(b).is_some_and(|s| s == name.as_bytes()),
+            },
         }
     }
 
@@ -74,12 +78,18 @@ pub struct Pairs<'a>(pub Vec<Pair<'a>>);
 impl<'a> Pairs<'a> {
     /// Splits a map record; None when `record` is not a map (or is malformed).
     pub fn split(record: &'a [u8]) -> Option<Pairs<'a>> {
+        Pairs::split_into(record, Vec::new())
+    }
+
+    /// [`Pairs::split`] reusing `pairs`' allocation (cleared first).
+    pub fn split_into(record: &'a [u8], mut pairs: Vec<Pair<'a>>) -> Option<Pairs<'a>> {
+        pairs.clear();
         let mut cur = Cursor::new(record);
         let Ok(Head::Map(n)) = cur.head() else {
             return None;
         };
         // Bounded by the bytes present: every pair takes at least 2 bytes.
-        let mut pairs = Vec::with_capacity((n as usize).min(record.len() / 2));
+        pairs.reserve((n as usize).min(record.len() / 2));
         for _ in 0..n {
             let k = cur.skip().ok()?;
             let v = cur.skip().ok()?;
@@ -111,24 +121,31 @@ impl<'a> Pairs<'a> {
         Some(v)
     }
 
-    /// Sets `name` to `val`, in place if present (keeping its position), else last.
+    /// Sets `name` to `val`, in place if present (keeping its position, dropping any
+    /// repeats of the key), else last.
     pub fn set(&mut self, name: &str, val: Val<'a>) {
-        let mut found = false;
-        self.0.retain_mut(|p| {
-            if p.key.is(name) {
-                if found {
-                    return false;
+        match self.0.iter().position(|p| p.key.is(name)) {
+            Some(i) => {
+                if let Some(p) = self.0.get_mut(i) {
+                    p.val = val;
                 }
-                found = true;
-                p.val = val.clone();
+                let rest = i + 1;
+                if self
+                    .0
+                    .get(rest..)
+                    .is_some_and(|r| r.iter().any(|p| p.key.is(name)))
+                {
+                    let mut k = 0;
+                    self.0.retain(|p| {
+                        k += 1;
+                        k <= rest || !p.key.is(name)
+                    });
+                }
             }
-            true
-        });
-        if !found {
-            self.0.push(Pair {
+            None => self.0.push(Pair {
                 key: Key::Name(Cow::Owned(name.to_string())),
                 val,
-            });
+            }),
         }
     }
 
@@ -175,6 +192,26 @@ pub fn map_get<'b>(map: &'b [u8], key: &str) -> Option<&'b [u8]> {
     found
 }
 
+/// Appends [`text`] of `v` to `out`, without an intermediate string for numbers.
+pub fn push_text(v: Option<&[u8]>, out: &mut String) {
+    use std::fmt::Write as _;
+    let mut cur = Cursor::new(v.unwrap_or_default());
+    // Writing to a String cannot fail.
+    match cur.head() {
+        Ok(Head::UInt(n)) => {
+            let _ = write!(out, "{n}");
+        }
+        Ok(Head::Int(n)) => {
+            let _ = write!(out, "{n}");
+        }
+        Ok(Head::Str(n)) => match cur.body(n).map(std::str::from_utf8) {
+            Ok(Ok(s)) => out.push_str(s),
+            _ => out.push_str(&text(v)),
+        },
+        _ => out.push_str(&text(v)),
+    }
+}
+
 /// A value as text, the way Fluentd's `to_s` shows it to regexes and templates:
 /// strings as they are, nil (or a missing key) as "", numbers and booleans in
 /// their usual form, anything else as JSON.
@@ -209,6 +246,31 @@ pub fn str_value(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 5);
     write::str(&mut out, s);
     out
+}
+
+/// A string as a MessagePack value, reusing the string's buffer.
+pub fn str_value_owned(s: String) -> Vec<u8> {
+    let n = s.len();
+    let header: &[u8] = &if n < 32 {
+        [0xa0 | n as u8, 0, 0, 0, 0]
+    } else if n <= 0xff {
+        [0xd9, n as u8, 0, 0, 0]
+    } else if n <= 0xffff {
+        let b = (n as u16).to_be_bytes();
+        [0xda, b[0], b[1], 0, 0]
+    } else {
+        let b = (n as u32).to_be_bytes();
+        [0xdb, b[0], b[1], b[2], b[3]]
+    };
+    let len = match header.first() {
+        Some(0xd9) => 2,
+        Some(0xda) => 3,
+        Some(0xdb) => 5,
+        _ => 1,
+    };
+    let mut v = s.into_bytes();
+    v.splice(0..0, header.iter().take(len).copied());
+    v
 }
 
 /// The bytes before the record in an entry (the time, as received); `raw` is the

@@ -1,6 +1,6 @@
 //! `record_transformer`: set keys from templates, rename, keep and remove keys.
 
-use super::record::{Pairs, Val, str_value};
+use super::record::{Pairs, Val, str_value, str_value_owned};
 use super::template::{TagCx, render};
 use super::{Counts, Event, Verdict};
 use crate::config::{RecordTransformerConfig, SetValue, TemplatePart};
@@ -11,6 +11,9 @@ use crate::msgpack::write;
 pub struct RecordTransformer {
     config: RecordTransformerConfig,
 }
+
+/// Set values kept on the stack while a record is transformed.
+const INLINE: usize = 8;
 
 /// Values rendered once per batch: the same for every event of a tag.
 pub type Prepared = Vec<Option<Vec<u8>>>;
@@ -57,9 +60,22 @@ impl RecordTransformer {
             counts.non_map += 1;
             return Verdict::Keep;
         };
-        // Values first: templates read the record as it reached this filter.
-        let mut values: Vec<Val<'a>> = Vec::with_capacity(self.config.record.len());
-        for ((_, set), pre) in self.config.record.iter().zip(prepared) {
+        // Values first: templates read the record as it reached this filter. Up to
+        // INLINE of them live on the stack (no allocation per event).
+        let n = self.config.record.len();
+        let mut inline: [Option<Val<'a>>; INLINE] = Default::default();
+        let mut heap: Vec<Option<Val<'a>>> = Vec::new();
+        if n > INLINE {
+            heap.resize(n, None);
+        }
+        let values: &mut [Option<Val<'a>>] = if n > INLINE { &mut heap } else { &mut inline };
+        for (((_, set), pre), slot) in self
+            .config
+            .record
+            .iter()
+            .zip(prepared)
+            .zip(values.iter_mut())
+        {
             let v = match (pre, set) {
                 (Some(bytes), _) => Val::Raw(bytes),
                 (None, SetValue::Template(t)) => match t.parts.as_slice() {
@@ -70,14 +86,14 @@ impl RecordTransformer {
                             .map_or_else(|| vec![0xc0], <[u8]>::to_vec),
                     ),
                     _ => {
-                        let mut s = String::new();
+                        let mut s = String::with_capacity(32);
                         render(t, cx, Some(pairs), time, None, &mut s);
-                        Val::Owned(str_value(&s))
+                        Val::Owned(str_value_owned(s))
                     }
                 },
                 (None, _) => Val::Owned(vec![0xc0]),
             };
-            values.push(v);
+            *slot = Some(v);
         }
         let c = &self.config;
         for (old, new) in &c.rename_keys {
@@ -86,8 +102,10 @@ impl RecordTransformer {
         if c.renew_record || !c.keep_keys.is_empty() {
             pairs.0.retain(|p| c.keep_keys.iter().any(|k| p.key.is(k)));
         }
-        for ((key, _), v) in c.record.iter().zip(values) {
-            pairs.set(key, v);
+        for ((key, _), v) in c.record.iter().zip(values.iter_mut()) {
+            if let Some(v) = v.take() {
+                pairs.set(key, v);
+            }
         }
         for key in &c.remove_keys {
             pairs.remove(key);

@@ -1,7 +1,7 @@
 //! Renders `${tag}`-style templates of `record_transformer` values and
 //! `rewrite_tag` tags.
 
-use super::record::{Pairs, text};
+use super::record::{Pairs, push_text};
 use crate::config::{Template, TemplatePart};
 use crate::event::EventTime;
 
@@ -81,7 +81,7 @@ pub fn render(
             TemplatePart::Hostname => out.push_str(cx.hostname),
             TemplatePart::Time => push_time(time, out),
             TemplatePart::Record(path) => {
-                out.push_str(&text(record.and_then(|r| r.lookup(path))));
+                push_text(record.and_then(|r| r.lookup(path)), out);
             }
             TemplatePart::Capture(n) => {
                 if let Some(m) = captures.and_then(|c| c.get(*n)) {

@@ -871,3 +871,85 @@ fn explain_follows_a_rewrite() {
         Some(r#"{"domain":"mail.example.com","path":"/","status":"200"}"#)
     );
 }
+
+#[test]
+fn shipped_filters_example_resolves_and_routes() {
+    let text = include_str!("../../../conf/examples/filters.toml");
+    let c = config(text);
+    let kinds: Vec<&str> = c.filters.iter().map(|f| f.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "parser",
+            "parser",
+            "grep",
+            "rewrite_tag",
+            "record_transformer",
+            "sample",
+            "throttle"
+        ]
+    );
+    assert_eq!(crate::config::warnings(&c), Vec::<String>::new());
+    let chain = FilterChain::with_hostname(&c, "agg1");
+    assert_eq!(
+        one(
+            &chain,
+            "td.test_database.heap_info",
+            json!({"heap_free": 1200, "debug": 1})
+        ),
+        json!({"heap_free_bytes": 1200, "aggregator": "agg1", "database": "test_database", "table": "heap_info", "schema": 2})
+    );
+    assert_eq!(
+        one(
+            &chain,
+            "mqtt.sensors",
+            json!({"topic": "s/1", "message": "{\"t\":21.5}"})
+        ),
+        json!({"topic": "s/1", "t": 21.5})
+    );
+    let (out, applied) = run(
+        &chain,
+        "app.api",
+        &[
+            json!({"level": "debug"}),
+            json!({"level": "error", "http": {"path": "/x"}}),
+            json!({"level": "warn", "http": {"path": "/healthz"}}),
+        ],
+    );
+    let error = json!({"level": "error", "http": {"path": "/x"}});
+    assert_eq!(
+        out,
+        vec![
+            ("app.api".to_string(), vec![error.clone()]),
+            ("alert.error.api".to_string(), vec![error])
+        ]
+    );
+    assert_eq!(applied.dropped, 2);
+}
+
+#[test]
+fn str_value_owned_matches_the_writer_at_every_width() {
+    for n in [0usize, 1, 31, 32, 255, 256, 65_535, 65_536] {
+        let s = "x".repeat(n);
+        let mut want = Vec::new();
+        crate::msgpack::write::str(&mut want, &s);
+        assert_eq!(record::str_value_owned(s), want, "length {n}");
+    }
+}
+
+#[test]
+fn many_set_keys_in_order() {
+    let sets: Vec<String> = (0..12)
+        .map(|i| format!("k{i:02} = '${{record[\"n\"]}}-{i}'"))
+        .collect();
+    let c = chain(&format!(
+        "[[filter]]\ntype = \"record_transformer\"\npattern = \"**\"\nrecord = {{ {} }}\n",
+        sets.join(", ")
+    ));
+    let mut want = serde_json::Map::new();
+    want.insert("n".into(), json!(1));
+    for i in 0..12 {
+        want.insert(format!("k{i:02}"), json!(format!("1-{i}")));
+    }
+    assert_eq!(one(&c, "t", json!({"n": 1})), Value::Object(want));
+}
