@@ -371,6 +371,7 @@ impl FilterChain {
         let mut changed = false;
         let mut retagged: Vec<(String, Vec<u8>, u32)> = Vec::new();
         let mut malformed = false;
+        let mut dropped = 0u64;
         let mut spare = Vec::new();
         for entry in entries(&batch.entries) {
             let Ok(entry) = entry else {
@@ -385,7 +386,7 @@ impl FilterChain {
                     Verdict::Keep => {}
                     Verdict::Drop => {
                         c.dropped += 1;
-                        applied.dropped += 1;
+                        dropped += 1;
                         stays = false;
                         break;
                     }
@@ -420,6 +421,7 @@ impl FilterChain {
             applied.malformed += 1;
             return (Some(batch), Vec::new());
         }
+        applied.dropped += dropped;
         for (f, c) in active.iter().zip(&counts) {
             f.stats.add(c);
             applied.loops_stopped += c.loops;

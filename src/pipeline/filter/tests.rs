@@ -953,3 +953,101 @@ fn many_set_keys_in_order() {
     }
     assert_eq!(one(&c, "t", json!({"n": 1})), Value::Object(want));
 }
+
+// ---- robustness ------------------------------------------------------------------
+
+#[test]
+fn the_chain_can_be_shared_across_tasks() {
+    fn shared<T: Send + Sync>() {}
+    shared::<FilterChain>();
+}
+
+const EVERYTHING: &str = r#"[[filter]]
+type = "parser"
+pattern = "**"
+key_name = "m"
+format = "json"
+reserve_data = true
+[[filter]]
+type = "parser"
+pattern = "**"
+key_name = "kv"
+format = "kv"
+reserve_data = true
+[[filter]]
+type = "record_transformer"
+pattern = "**"
+rename_keys = { a = "b" }
+record = { t = "${tag_parts[-1]}.${tag_prefix[0]}", c = '${record["m"]}', d = '<${record["a"]["b"]}>' }
+remove_keys = ["z"]
+[[filter]]
+type = "grep"
+pattern = "**"
+exclude = [{ key = "$.b.c", pattern = "^x" }]
+[[filter]]
+type = "rewrite_tag"
+pattern = "**"
+rules = [{ key = "r", pattern = "^([a-z]{1,3})$", tag = "r.$1", keep = true }, { key = "q", pattern = ".", tag = "q.${tag}" }]
+[[filter]]
+type = "throttle"
+pattern = "**"
+rate_limit = 1000000
+group_key = "$.g.h"
+"#;
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|i| json!(i)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        "[a-z=\" {}:,x\\\\]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 24, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec(("[abcgmqrz]{1,2}|kv|m|q|r|g", inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_records_through_every_filter_stay_valid(
+        records in proptest::collection::vec(json_value(), 1..8),
+        tag in "[a-z]{1,3}(\\.[a-z]{1,3}){0,3}",
+    ) {
+        let c = chain(EVERYTHING);
+        let input = records.len() as u64;
+        let applied = c.apply_at(batch(&tag, &records), Instant::now());
+        let mut total = 0u64;
+        for b in &applied.batches {
+            // Every batch walks cleanly and its count is right.
+            let n = entries(&b.entries).map(|e| e.map(|_| ())).collect::<Result<Vec<()>, _>>();
+            let n = n.map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}")))?;
+            proptest::prop_assert_eq!(n.len(), b.count as usize);
+            total += u64::from(b.count);
+        }
+        // Copies (`keep`) can only add events; drops are counted.
+        proptest::prop_assert!(total + applied.dropped >= input);
+        proptest::prop_assert_eq!(applied.malformed, 0);
+    }
+}
+
+#[test]
+fn a_batch_that_does_not_walk_passes_unfiltered() {
+    let c = chain("[[filter]]\ntype = \"sample\"\npattern = \"**\"\nrate = 2\n");
+    let mut b = batch("t", &[json!({"a": 1}), json!({"a": 2}), json!({"a": 3})]);
+    let mut bytes = b.entries.to_vec();
+    bytes.extend_from_slice(&[0x92, 0xc1]);
+    b.entries = Bytes::from(bytes);
+    let ptr = b.entries.as_ptr();
+    let applied = c.apply(b);
+    assert_eq!(applied.malformed, 1);
+    assert_eq!(applied.dropped, 0);
+    assert_eq!(applied.batches[0].entries.as_ptr(), ptr);
+}
