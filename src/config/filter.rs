@@ -171,7 +171,9 @@ pub enum ParseFormat {
     Regexp(regex::Regex),
 }
 
-/// `type = "parser"`.
+/// `type = "parser"`. Unlike Fluentd, the event time is never taken from the
+/// parsed data: a parsed `time` key stays a record key and the event keeps the
+/// time it arrived with.
 #[derive(Clone, Debug)]
 pub struct ParserConfig {
     /// The top-level string field to parse.

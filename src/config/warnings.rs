@@ -1,6 +1,7 @@
 //! Warnings about a config that is valid but probably not what was meant: a
 //! `[[match]]` no event can reach because an earlier one takes all its tags, and a
-//! `[[filter]]` whose events no `[[match]]` takes.
+//! `[[filter]]` whose events no `[[match]]` takes (nor a later `rewrite_tag`
+//! re-tags).
 //!
 //! Shadowing is reported only when it is certain (an earlier `**`, the same
 //! pattern, a literal tag the earlier pattern matches, or a `prefix.**` covering a
@@ -27,15 +28,20 @@ pub fn warnings(config: &Config) -> Vec<String> {
             ));
         }
     }
-    for f in &config.filters {
+    for (i, f) in config.filters.iter().enumerate() {
         // A rewrite_tag on unmatched tags is the usual way to route them.
         if matches!(f.kind, FilterKind::RewriteTag(_)) {
             continue;
         }
+        // A later rewrite_tag on the same tags carries this filter's work to a new tag.
+        let later = config.filters.get(i + 1..).unwrap_or_default();
         let reachable = config
             .matches
             .iter()
-            .any(|m| overlaps(&f.pattern, &m.pattern));
+            .any(|m| overlaps(&f.pattern, &m.pattern))
+            || later.iter().any(|r| {
+                matches!(r.kind, FilterKind::RewriteTag(_)) && overlaps(&f.pattern, &r.pattern)
+            });
         if !reachable {
             out.push(format!(
                 "{}:{}: [[filter]] #{} (pattern \"{}\") is useless: no [[match]] takes the tags it applies to, so its events are unmatched and dropped",

@@ -315,6 +315,11 @@ impl FilterChain {
         &self.filters
     }
 
+    /// True when the config has no filters: every batch passes untouched.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
     /// Whether any filter applies to `tag` (false = the batch passes untouched).
     pub fn applies_to(&self, tag: &str) -> bool {
         self.filters.iter().any(|f| f.pattern.matches(tag))

@@ -119,6 +119,11 @@ outputs = ["a"]
             "t.toml:7: [[filter]] #2 (pattern \"debug.**\") is useless: no [[match]] takes the tags it applies to, so its events are unmatched and dropped",
         ]
     );
+    // A filter whose tags a later rewrite_tag moves somewhere routed is useful.
+    let c = config(
+        "[output.a]\ntype = \"null\"\n[[filter]]\ntype = \"sample\"\npattern = \"raw.*\"\nrate = 2\n[[filter]]\ntype = \"rewrite_tag\"\npattern = \"raw.**\"\nrules = [{ key = \"k\", pattern = \"x\", tag = \"a\" }]\n[[match]]\npattern = \"a\"\noutputs = [\"a\"]\n",
+    );
+    assert!(crate::config::warnings(&c).is_empty());
     // Overlapping but not covering: no warning.
     let c = config(
         "[output.a]\ntype = \"null\"\n[[match]]\npattern = \"a.*\"\noutputs = [\"a\"]\n[[match]]\npattern = \"a.**\"\noutputs = [\"a\"]\n",
