@@ -67,10 +67,11 @@ impl RewriteTag {
     }
 }
 
-/// A usable tag: non-empty dot-separated parts without whitespace.
+/// A usable tag: non-empty dot-separated parts without whitespace or control
+/// characters, at most 1024 bytes.
 pub fn valid_tag(tag: &str) -> bool {
     !tag.is_empty()
         && tag.len() <= 1024
-        && !tag.chars().any(char::is_whitespace)
+        && !tag.chars().any(|c| c.is_whitespace() || c.is_control())
         && tag.split('.').all(|p| !p.is_empty())
 }

@@ -309,6 +309,23 @@ exclude = [{ key = "message", pattern = "uncool" }]
 }
 
 #[test]
+fn grep_slashes_and_case_insensitive_flag() {
+    let c = chain(
+        "[[filter]]\ntype = \"grep\"\npattern = \"**\"\nregexp = [{ key = \"m\", pattern = \"/^COOL/i\" }]\n",
+    );
+    let (out, _) = run(
+        &c,
+        "t",
+        &[
+            json!({"m": "cool!"}),
+            json!({"m": "not cool"}),
+            json!({"m": "/^COOL/i"}),
+        ],
+    );
+    assert_eq!(out[0].1, vec![json!({"m": "cool!"})]);
+}
+
+#[test]
 fn grep_and_or_groups() {
     // <or> of regexps: kept when any matches.
     let c = chain(

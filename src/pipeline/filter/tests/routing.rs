@@ -84,6 +84,23 @@ record = { seen_by_app_chain = true }
 }
 
 #[test]
+fn unusable_new_tags_keep_the_event_and_count() {
+    let c = chain(
+        "[[filter]]\ntype = \"rewrite_tag\"\npattern = \"**\"\nrules = [{ key = \"k\", pattern = \"^(.*)$\", tag = \"n.$1\" }]\n",
+    );
+    let input = [json!({"k": "a b"}), json!({"k": "x.."}), json!({"k": "ok"})];
+    let (out, _) = run(&c, "t", &input);
+    assert_eq!(
+        out,
+        vec![
+            ("t".to_string(), input[..2].to_vec()),
+            ("n.ok".to_string(), vec![input[2].clone()])
+        ]
+    );
+    assert_eq!(c.filters()[0].stats.snapshot().failed, 2);
+}
+
+#[test]
 fn keep_copies_and_drop_unmatched() {
     let c = chain(
         "[[filter]]\ntype = \"rewrite_tag\"\npattern = \"a\"\ndrop_unmatched = true\nrules = [{ key = \"k\", pattern = \"x\", tag = \"b\", keep = true }]\n",
