@@ -366,7 +366,7 @@ impl FilterChain {
             .iter()
             .map(|f| match &f.filter {
                 Filter::RecordTransformer(rt) => rt.prepare(&cx),
-                _ => Vec::new(),
+                _ => record_transformer::Prepared::default(),
             })
             .collect();
         let mut counts = vec![Counts::default(); active.len()];
@@ -472,7 +472,7 @@ impl FilterChain {
             for f in self.filters.iter().filter(|f| f.pattern.matches(&cx_tag)) {
                 let pre = match &f.filter {
                     Filter::RecordTransformer(rt) => rt.prepare(&cx),
-                    _ => Vec::new(),
+                    _ => record_transformer::Prepared::default(),
                 };
                 let (verdict, next, record) = {
                     let Some(Ok(e)) = entries(&bytes).next() else {

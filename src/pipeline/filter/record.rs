@@ -124,6 +124,16 @@ impl<'a> Pairs<'a> {
     /// Sets `name` to `val`, in place if present (keeping its position, dropping any
     /// repeats of the key), else last.
     pub fn set(&mut self, name: &str, val: Val<'a>) {
+        self.set_key(name, || Key::Name(Cow::Owned(name.to_string())), val);
+    }
+
+    /// [`Pairs::set`] with the key already encoded as a MessagePack string (no
+    /// allocation for a new key).
+    pub fn set_encoded(&mut self, name: &str, encoded: &'a [u8], val: Val<'a>) {
+        self.set_key(name, || Key::Raw(encoded), val);
+    }
+
+    fn set_key(&mut self, name: &str, key: impl FnOnce() -> Key<'a>, val: Val<'a>) {
         match self.0.iter().position(|p| p.key.is(name)) {
             Some(i) => {
                 if let Some(p) = self.0.get_mut(i) {
@@ -142,10 +152,7 @@ impl<'a> Pairs<'a> {
                     });
                 }
             }
-            None => self.0.push(Pair {
-                key: Key::Name(Cow::Owned(name.to_string())),
-                val,
-            }),
+            None => self.0.push(Pair { key: key(), val }),
         }
     }
 

@@ -15,8 +15,13 @@ pub struct RecordTransformer {
 /// Set values kept on the stack while a record is transformed.
 const INLINE: usize = 8;
 
-/// Values rendered once per batch: the same for every event of a tag.
-pub type Prepared = Vec<Option<Vec<u8>>>;
+/// What is the same for every event of a batch: the set keys, encoded, and the
+/// values that do not depend on the event, rendered.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    keys: Vec<Vec<u8>>,
+    values: Vec<Option<Vec<u8>>>,
+}
 
 impl RecordTransformer {
     /// Wraps a checked config.
@@ -24,9 +29,16 @@ impl RecordTransformer {
         RecordTransformer { config }
     }
 
-    /// Renders every set value that does not depend on the event.
+    /// Encodes the keys and renders every set value that does not depend on the event.
     pub fn prepare(&self, cx: &TagCx<'_>) -> Prepared {
-        self.config
+        let keys = self
+            .config
+            .record
+            .iter()
+            .map(|(k, _)| str_value(k))
+            .collect();
+        let values = self
+            .config
             .record
             .iter()
             .map(|(_, set)| {
@@ -44,7 +56,8 @@ impl RecordTransformer {
                 }
                 Some(out)
             })
-            .collect()
+            .collect();
+        Prepared { keys, values }
     }
 
     /// Transforms one event; records that are not maps pass unchanged (counted).
@@ -73,7 +86,7 @@ impl RecordTransformer {
             .config
             .record
             .iter()
-            .zip(prepared)
+            .zip(&prepared.values)
             .zip(values.iter_mut())
         {
             let v = match (pre, set) {
@@ -102,9 +115,9 @@ impl RecordTransformer {
         if c.renew_record || !c.keep_keys.is_empty() {
             pairs.0.retain(|p| c.keep_keys.iter().any(|k| p.key.is(k)));
         }
-        for ((key, _), v) in c.record.iter().zip(values.iter_mut()) {
+        for (((key, _), encoded), v) in c.record.iter().zip(&prepared.keys).zip(values.iter_mut()) {
             if let Some(v) = v.take() {
-                pairs.set(key, v);
+                pairs.set_encoded(key, encoded, v);
             }
         }
         for key in &c.remove_keys {
