@@ -90,14 +90,15 @@ impl<'a> Pairs<'a> {
         };
         // Bounded by the bytes present: every pair takes at least 2 bytes.
         pairs.reserve((n as usize).min(record.len() / 2));
+        let mut pos = cur.pos;
         for _ in 0..n {
-            let k = cur.skip().ok()?;
-            let v = cur.skip().ok()?;
-            let end = cur.pos;
+            let v = skip(record, pos)?;
+            let end = skip(record, v)?;
             pairs.push(Pair {
-                key: Key::Raw(record.get(k..v)?),
+                key: Key::Raw(record.get(pos..v)?),
                 val: Val::Raw(record.get(v..end)?),
             });
+            pos = end;
         }
         Some(Pairs(pairs))
     }
@@ -170,6 +171,21 @@ impl<'a> Pairs<'a> {
             p.key.write(out);
             out.extend_from_slice(p.val.bytes());
         }
+    }
+}
+
+/// The end of the value at `pos`: one-byte values and short strings (most keys and
+/// many values) inline, the rest through the scanner's skip.
+#[inline(always)]
+fn skip(buf: &[u8], pos: usize) -> Option<usize> {
+    let m = *buf.get(pos)?;
+    match m {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Some(pos + 1),
+        0xa0..=0xbf => {
+            let end = pos + 1 + usize::from(m & 0x1f);
+            (end <= buf.len()).then_some(end)
+        }
+        _ => crate::msgpack::scan::skip_value(buf, pos).ok(),
     }
 }
 
