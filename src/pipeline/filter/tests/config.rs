@@ -287,3 +287,59 @@ fn shipped_filters_example_resolves_and_routes() {
     );
     assert_eq!(applied.dropped, 2);
 }
+
+#[test]
+fn template_and_key_path_parsing() {
+    use crate::config::{KeyPath, Template, TemplatePart as P};
+    let t = Template::parse(
+        r#"a ${tag_parts[ -2 ]}${record['x']["y z"]}$ $1 ${hostname}"#,
+        false,
+    )
+    .expect("parses");
+    assert_eq!(
+        t.parts,
+        [
+            P::Literal("a ".into()),
+            P::TagPart(-2),
+            P::Record(vec!["x".into(), "y z".into()]),
+            P::Literal("$ $1 ".into()),
+            P::Hostname,
+        ]
+    );
+    assert!(t.per_event());
+    let t = Template::parse("site.$2$1.${tag_suffix[1]}", true).expect("parses");
+    assert_eq!(
+        t.parts,
+        [
+            P::Literal("site.".into()),
+            P::Capture(2),
+            P::Capture(1),
+            P::Literal(".".into()),
+            P::TagSuffix(1)
+        ]
+    );
+    for (bad, why) in [
+        ("${tag", "without a closing"),
+        ("${tag_parts[x]}", "unknown placeholder `${tag_parts[x]}`"),
+        ("${record[x]}", "unknown placeholder"),
+        ("${record}", "unknown placeholder"),
+        ("${message}", "unknown placeholder `${message}`"),
+    ] {
+        let e = Template::parse(bad, false).expect_err(bad);
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    assert_eq!(
+        KeyPath::parse("a.b").map(|k| k.0),
+        Ok(vec!["a.b".to_string()])
+    );
+    assert_eq!(
+        KeyPath::parse("$.a.b").map(|k| k.0),
+        Ok(vec!["a".to_string(), "b".to_string()])
+    );
+    assert_eq!(
+        KeyPath::parse("$['a.b'][\"c\"]").map(|k| k.0),
+        Ok(vec!["a.b".to_string(), "c".to_string()])
+    );
+    assert!(KeyPath::parse("$['a'").is_err());
+    assert!(KeyPath::parse("").is_err());
+}
