@@ -34,6 +34,14 @@ enum Command {
     Check,
     /// Check the config, then tell the running daemon to reload it (SIGHUP).
     Reload,
+    /// Explain where events of a tag go: filters, the winning match, outputs.
+    Route {
+        /// The tag, e.g. td.test_database.heap_info.
+        tag: String,
+        /// A JSON record to run through the filters, shown as each output gets it.
+        #[arg(long)]
+        record: Option<String>,
+    },
     /// Send JSON lines from stdin as forward events and wait for their acks.
     Cat(CatArgs),
     /// Show, export or regenerate the generated TLS certificates.
@@ -150,6 +158,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 env!("CARGO_PKG_VERSION"),
                 config.origin
             );
+            for w in tidepool::config::warnings(&config) {
+                tracing::warn!("config: {w}");
+            }
             let pid_file = config.server.data_dir.join(PID_FILE);
             write_pid_file(&pid_file)?;
             let result = runtime.block_on(async {
@@ -161,8 +172,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload => reload(&cli.config),
+        Command::Route { tag, record } => {
+            let config = match load_config(&cli.config)? {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let record = match record {
+                Some(text) => Some(
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("--record is not JSON: {text}"))?,
+                ),
+                None => None,
+            };
+            print!(
+                "{}",
+                tidepool::pipeline::explain::explain(&config, &tag, record)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => match load_config(&cli.config)? {
             Ok(c) => {
+                for w in tidepool::config::warnings(&c) {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: ok", c.origin);
                 Ok(ExitCode::SUCCESS)
             }

@@ -61,9 +61,16 @@ impl InputMetrics {
 pub struct RouterMetrics {
     /// Events whose tag no `[[match]]` matched, by tag.
     unmatched: Mutex<BTreeMap<String, u64>>,
+    /// Events dropped on purpose by filters (grep, sample, throttle, rewrite_tag).
+    pub filtered: AtomicU64,
 }
 
 impl RouterMetrics {
+    /// Counts events filters dropped.
+    pub fn filtered_out(&self, n: u64) {
+        self.filtered.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts unmatched events of `tag`; returns true the first time the tag is seen,
     /// so the caller logs it once per tag rather than once per event.
     pub fn unmatched(&self, tag: &str, n: u64) -> bool {

@@ -13,7 +13,7 @@ mod handshake;
 mod reply;
 mod tls;
 
-pub use cat::{CatOptions, CatSummary, cat};
+pub use cat::{CatOptions, CatSummary, cat, json_to_msgpack};
 pub use encode::{Event, Frame, Mode, Record, encode_frame, new_chunk_id};
 pub use handshake::{Credentials, ServerHelo, build_ping, check_pong, parse_helo};
 pub use reply::ReplyReader;

@@ -9,11 +9,20 @@
 mod de;
 pub mod env;
 mod error;
+mod filter;
 mod raw;
 mod resolve;
 #[cfg(test)]
 mod tests;
 pub mod units;
+pub mod warnings;
+
+pub use filter::{
+    FilterConfig, FilterKind, GrepConfig, GrepRule, KeyPath, ParseFormat, ParserConfig,
+    RecordTransformerConfig, RewriteRule, RewriteTagConfig, SetValue, Template, TemplatePart,
+    ThrottleConfig,
+};
+pub use warnings::warnings;
 
 pub use crate::output::td::TdOutputConfig;
 use crate::pipeline::pattern::TagPattern;
@@ -36,6 +45,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Inputs, in file order.
     pub sources: Vec<SourceConfig>,
+    /// Filters, in file order: each runs on the events whose tag it matches.
+    pub filters: Vec<FilterConfig>,
     /// Routes, in file order: the first whose pattern matches a tag wins.
     pub matches: Vec<MatchConfig>,
     /// Named outputs referenced by matches.

@@ -233,3 +233,140 @@ pub struct TdOutputRaw {
     pub non_map: Option<Spanned<String>>,
     pub gzip_level: Option<Spanned<i64>>,
 }
+
+/// A TOML table kept as its key/value pairs in file order, keys with their places
+/// (`record = { ... }` and `rename_keys = { ... }` apply in the order written).
+#[derive(Debug, Default)]
+pub struct Pairs<V>(pub Vec<(Spanned<String>, Spanned<V>)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairsVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<V> {
+            type Value = Pairs<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of keys and values")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs<V>, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = map.next_entry()? {
+                    pairs.push((k, v));
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        d.deserialize_map(PairsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// `[[filter]]` with `type = "record_transformer"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordTransformerRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub pattern: Spanned<String>,
+    pub record: Option<Spanned<Pairs<Scalar>>>,
+    pub remove_keys: Option<Spanned<Names>>,
+    pub keep_keys: Option<Spanned<Names>>,
+    pub renew_record: Option<bool>,
+    pub rename_keys: Option<Spanned<Pairs<String>>>,
+}
+
+/// One `{ key, pattern }` condition of a grep filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrepRuleRaw {
+    pub key: Spanned<String>,
+    pub pattern: Spanned<String>,
+}
+
+/// `and = { ... }` / `or = { ... }` of a grep filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrepGroupRaw {
+    pub regexp: Option<Vec<Spanned<GrepRuleRaw>>>,
+    pub exclude: Option<Vec<Spanned<GrepRuleRaw>>>,
+}
+
+/// `[[filter]]` with `type = "grep"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrepRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub pattern: Spanned<String>,
+    pub regexp: Option<Vec<Spanned<GrepRuleRaw>>>,
+    pub exclude: Option<Vec<Spanned<GrepRuleRaw>>>,
+    #[serde(rename = "and")]
+    pub and_group: Option<Spanned<GrepGroupRaw>>,
+    #[serde(rename = "or")]
+    pub or_group: Option<Spanned<GrepGroupRaw>>,
+}
+
+/// `[[filter]]` with `type = "parser"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParserRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub pattern: Spanned<String>,
+    pub key_name: Spanned<String>,
+    pub format: Spanned<String>,
+    pub expression: Option<Spanned<String>>,
+    pub delimiter: Option<Spanned<String>>,
+    pub separator: Option<Spanned<String>>,
+    pub reserve_data: Option<bool>,
+    pub remove_key_name_field: Option<bool>,
+    pub hash_value_field: Option<Spanned<String>>,
+}
+
+/// One rule of a rewrite_tag filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteRuleRaw {
+    pub key: Spanned<String>,
+    pub pattern: Spanned<String>,
+    pub tag: Spanned<String>,
+    pub invert: Option<bool>,
+    pub keep: Option<bool>,
+}
+
+/// `[[filter]]` with `type = "rewrite_tag"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteTagRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub pattern: Spanned<String>,
+    pub rules: Spanned<Vec<Spanned<RewriteRuleRaw>>>,
+    pub drop_unmatched: Option<bool>,
+}
+
+/// `[[filter]]` with `type = "sample"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub pattern: Spanned<String>,
+    pub rate: Spanned<i64>,
+}
+
+/// `[[filter]]` with `type = "throttle"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub pattern: Spanned<String>,
+    pub rate_limit: Spanned<i64>,
+    pub interval: Option<Spanned<Scalar>>,
+    pub group_key: Option<Spanned<String>>,
+}

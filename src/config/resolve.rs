@@ -13,6 +13,7 @@ use super::*;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+mod filter;
 mod leaves;
 mod output;
 mod source;
@@ -29,7 +30,7 @@ pub(crate) struct Context<'a> {
     pub env: Lookup<'a>,
 }
 
-const SECTIONS: &str = "server, source, match, output";
+const SECTIONS: &str = "server, source, filter, match, output";
 const SOURCE_TYPES: &str = "forward";
 const OUTPUT_TYPES: &str = "null, stdout, file, td";
 
@@ -82,7 +83,7 @@ impl Resolver<'_, '_, '_> {
     fn root(&mut self, table: &DeTable<'_>) -> Option<Config> {
         for (key, _) in table.iter() {
             let name: &str = key.get_ref();
-            if !matches!(name, "server" | "source" | "match" | "output") {
+            if !matches!(name, "server" | "source" | "filter" | "match" | "output") {
                 self.at(
                     key.span(),
                     name,
@@ -106,9 +107,10 @@ impl Resolver<'_, '_, '_> {
             _ => Vec::new(),
         };
         let matches = self.matches(get(table, "match").map(|(_, v)| v), &declared);
+        let filters = self.filters(get(table, "filter").map(|(_, v)| v));
 
-        let (Some(sources), Some(outputs), Some(matches), true) =
-            (sources, outputs, matches, server_ok)
+        let (Some(sources), Some(outputs), Some(matches), Some(filters), true) =
+            (sources, outputs, matches, filters, server_ok)
         else {
             return None;
         };
@@ -116,6 +118,7 @@ impl Resolver<'_, '_, '_> {
             origin: self.cx.origin.to_string(),
             server,
             sources,
+            filters,
             matches,
             outputs,
         })

@@ -8,6 +8,7 @@ use crate::config::{Config, OutputDef};
 use crate::event::{Batch, Signal};
 use crate::metrics::RouterMetrics;
 use crate::output::Output;
+use crate::pipeline::filter::FilterChain;
 use crate::pipeline::pattern::TagPattern;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -243,6 +244,7 @@ impl OutputHandle {
 #[derive(Debug)]
 pub struct Router {
     routes: Vec<Route>,
+    filters: FilterChain,
     metrics: Arc<RouterMetrics>,
 }
 
@@ -258,6 +260,8 @@ pub enum Routed {
     Unmatched,
     /// A non-log signal (Fluent Bit metrics or traces): counted, not routed.
     SignalDiscarded,
+    /// Filters dropped every event (counted).
+    Filtered,
 }
 
 impl Router {
@@ -282,7 +286,11 @@ impl Router {
                 outputs: handles,
             });
         }
-        Ok(Router { routes, metrics })
+        Ok(Router {
+            routes,
+            filters: FilterChain::build(config),
+            metrics,
+        })
     }
 
     /// The outputs a tag is routed to, by name; empty when no match applies.
@@ -303,6 +311,11 @@ impl Router {
             .collect()
     }
 
+    /// The filters of this snapshot, with their counters.
+    pub fn filters(&self) -> &FilterChain {
+        &self.filters
+    }
+
     /// Unmatched-tag counters (shared across snapshots).
     pub fn metrics(&self) -> &RouterMetrics {
         &self.metrics
@@ -319,17 +332,42 @@ impl Router {
     /// The caller acks the client only after the delivery resolves, so an ack always
     /// means every output has the events.
     pub async fn emit(&self, batch: Batch) -> Result<(Routed, Delivery), EmitError> {
-        let delivery = Delivery::default();
+        let mut delivery = Delivery::default();
         if batch.signal != Signal::Logs {
             return Ok((Routed::SignalDiscarded, delivery));
         }
+        if !self.filters.applies_to(&batch.tag) {
+            // The zero-copy path: no filter looks at these records.
+            let routed = self.route_batch(batch, &mut delivery).await?;
+            return Ok((routed, delivery));
+        }
+        let applied = self.filters.apply(batch);
+        if applied.dropped > 0 {
+            self.metrics.filtered_out(applied.dropped);
+        }
+        let mut routed = Routed::Filtered;
+        for b in applied.batches {
+            match self.route_batch(b, &mut delivery).await? {
+                Routed::Delivered { outputs } => routed = Routed::Delivered { outputs },
+                other if routed == Routed::Filtered => routed = other,
+                _ => {}
+            }
+        }
+        Ok((routed, delivery))
+    }
+
+    /// Appends one batch to every output of its route, adding their tickets.
+    async fn route_batch(
+        &self,
+        batch: Batch,
+        delivery: &mut Delivery,
+    ) -> Result<Routed, EmitError> {
         let Some(route) = self.route(&batch.tag) else {
             if self.metrics.unmatched(&batch.tag, u64::from(batch.count)) {
                 tracing::warn!(tag = %batch.tag, "no [[match]] matches this tag: its events are counted and dropped (logged once per tag)");
             }
-            return Ok((Routed::Unmatched, delivery));
+            return Ok(Routed::Unmatched);
         };
-        let mut delivery = delivery;
         for handle in &route.outputs {
             let key = handle.output.get().chunk_key(&batch.tag);
             let ticket = handle
@@ -348,11 +386,8 @@ impl Router {
                 })
             }));
         }
-        Ok((
-            Routed::Delivered {
-                outputs: route.outputs.len(),
-            },
-            delivery,
-        ))
+        Ok(Routed::Delivered {
+            outputs: route.outputs.len(),
+        })
     }
 }

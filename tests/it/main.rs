@@ -7,6 +7,7 @@ mod clients;
 mod durability;
 mod handshake;
 mod reload;
+mod routing;
 mod tls;
 mod util;
 mod vectors;

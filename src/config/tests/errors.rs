@@ -67,7 +67,7 @@ fn error_kinds() {
         ),
         (
             "[serer]\n",
-            "t.toml:1:2: serer: unknown section `serer`, expected one of: server, source, match, output",
+            "t.toml:1:2: serer: unknown section `serer`, expected one of: server, source, filter, match, output",
         ),
         ("[server\n", "t.toml:1:8: unclosed table, expected `]`"),
         (
@@ -355,7 +355,7 @@ listen = "x"
             "t.toml:15:29: output.stdout.buffer.flush_interval: bad duration \"1 fortnight\" (expected a duration such as \"500ms\", \"5s\", \"1m\", \"72h\", \"5 weeks\" or an integer number of seconds)",
             "t.toml:15:63: output.stdout.buffer.total_limit_size: size -5 is negative (expected a size such as \"8MiB\", \"512k\", \"32MB\" or an integer number of bytes)",
             "t.toml:16:1: output.x: missing required key `type` in [output.x] (expected one of: null, stdout, file, td)",
-            "t.toml:18:2: api: unknown section `api`, expected one of: server, source, match, output",
+            "t.toml:18:2: api: unknown section `api`, expected one of: server, source, filter, match, output",
         ]
     );
 }
