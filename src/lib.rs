@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod msgpack;
 pub mod output;
 pub mod pipeline;
+pub mod store;
 pub mod tls;
