@@ -13,9 +13,11 @@ use super::*;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+mod api;
 mod leaves;
 mod output;
 mod source;
+mod store;
 
 /// What `Config::parse` needs besides the text.
 pub(crate) struct Context<'a> {
@@ -28,9 +30,9 @@ pub(crate) struct Context<'a> {
     pub env: Lookup<'a>,
 }
 
-const SECTIONS: &str = "server, source, match, output";
+const SECTIONS: &str = "server, source, match, output, api";
 const SOURCE_TYPES: &str = "forward";
-const OUTPUT_TYPES: &str = "null, stdout, file";
+const OUTPUT_TYPES: &str = "null, stdout, file, store";
 
 /// Parses and checks `text`.
 pub(crate) fn resolve(text: &str, cx: &Context<'_>) -> Result<Config, ConfigError> {
@@ -81,7 +83,7 @@ impl Resolver<'_, '_, '_> {
     fn root(&mut self, table: &DeTable<'_>) -> Option<Config> {
         for (key, _) in table.iter() {
             let name: &str = key.get_ref();
-            if !matches!(name, "server" | "source" | "match" | "output") {
+            if !matches!(name, "server" | "source" | "match" | "output" | "api") {
                 self.at(
                     key.span(),
                     name,
@@ -105,9 +107,13 @@ impl Resolver<'_, '_, '_> {
             _ => Vec::new(),
         };
         let matches = self.matches(get(table, "match").map(|(_, v)| v), &declared);
+        let api = match get(table, "api") {
+            Some((_, v)) => self.api(v),
+            None => Some(ApiConfig::default()),
+        };
 
-        let (Some(sources), Some(outputs), Some(matches), true) =
-            (sources, outputs, matches, server_ok)
+        let (Some(sources), Some(outputs), Some(matches), Some(api), true) =
+            (sources, outputs, matches, api, server_ok)
         else {
             return None;
         };
@@ -117,6 +123,7 @@ impl Resolver<'_, '_, '_> {
             sources,
             matches,
             outputs,
+            api,
         })
     }
 

@@ -7,6 +7,7 @@
 pub mod file;
 pub mod json;
 pub mod stdout;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +70,8 @@ pub enum Output {
     Stdout(stdout::StdoutOutput),
     /// Appends JSON lines to files.
     File(file::FileOutput),
+    /// Rows in the local records store.
+    Store(store::StoreOutput),
 }
 
 impl Output {
@@ -78,6 +81,7 @@ impl Output {
             OutputConfig::Null => Output::Null,
             OutputConfig::Stdout => Output::Stdout(stdout::StdoutOutput::new(name)),
             OutputConfig::File(c) => Output::File(file::FileOutput::new(name, c, data_dir)?),
+            OutputConfig::Store(c) => Output::Store(store::StoreOutput::new(name, c)?),
         })
     }
 
@@ -87,6 +91,15 @@ impl Output {
             Output::Null => Ok(()),
             Output::Stdout(o) => o.write(chunk).await,
             Output::File(o) => o.write(chunk).await,
+            Output::Store(o) => o.write(chunk).await,
+        }
+    }
+
+    /// The store output, for wiring its [`crate::store::Store`] into the HTTP API.
+    pub fn as_store(&self) -> Option<&store::StoreOutput> {
+        match self {
+            Output::Store(s) => Some(s),
+            _ => None,
         }
     }
 

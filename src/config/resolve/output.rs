@@ -63,6 +63,8 @@ impl Resolver<'_, '_, '_> {
                 }
                 "file" => typed::<raw::FileOutputRaw>(item, &path, &section, self.problems)
                     .and_then(|raw| self.file_output(raw, &path, server)),
+                "store" => typed::<raw::StoreOutputRaw>(item, &path, &section, self.problems)
+                    .and_then(|raw| self.store_output(raw, &path, server)),
                 other => {
                     let span = self.type_span(item);
                     self.at(
