@@ -8,6 +8,7 @@
 //! the batch. [`config`] turns the operator's TOML into checked values once, and
 //! [`daemon`] wires it all together and owns shutdown.
 
+pub mod api;
 pub mod buffer;
 pub mod client;
 pub mod config;

@@ -15,7 +15,7 @@ pub mod record;
 pub mod records;
 pub mod retention;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod writer;
 
 use crate::output::ChunkId;
