@@ -584,3 +584,38 @@ fn csv_quotes_what_needs_quoting() {
     };
     assert_eq!(render_csv(&r), "a,\"b,c\"\r\n\"x\"\"y\",\r\n");
 }
+
+#[test]
+fn the_files_of_a_stopped_daemon_can_be_queried() {
+    let (tmp, store) = store();
+    let mut bytes = Vec::new();
+    entry(&mut bytes, 1, 0, &heap(1));
+    write(
+        &store,
+        "test_database",
+        "heap_info",
+        ChunkId([14; 16]),
+        &bytes,
+    );
+    // Dropping the last handle closes the writer, which checkpoints and removes the WAL.
+    drop(store);
+    let text = run_query(
+        tmp.path(),
+        Some("test_database"),
+        "select count(*) as n from heap_info",
+        QueryFormat::Json,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        text,
+        "{\"columns\":[\"n\"],\"rows\":[[1]],\"truncated\":false}\n"
+    );
+    let e = run_query(tmp.path(), None, "select 1", QueryFormat::Table)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("unknown database \"default\"") && e.contains("test_database"),
+        "{e}"
+    );
+}
