@@ -1,7 +1,8 @@
 //! Store insert throughput: 1000-record chunks of cpu_info-like records into SQLite.
 //!
 //! Each iteration commits one new chunk (a fresh id) in its own transaction, WAL and
-//! `synchronous=NORMAL`, as the store output does; reports rows/s.
+//! `synchronous=NORMAL`, as the store output does; reports rows/s. A second group
+//! times reading the newest 10000 rows of a 10 M-row table.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rmpv::Value;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use tidepool::event::EventTime;
 use tidepool::output::ChunkId;
 use tidepool::store::Store;
+use tidepool::store::query::{Limits, run};
+use tidepool::store::records::{RecordsQuery, records};
 
 /// The seed device's cpu_info record (mbed-os-example-treasuredata-rest).
 fn seed_cpu_info(i: u32) -> Value {
@@ -87,5 +90,54 @@ fn insert(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, insert);
+/// The newest 10000 rows of a big table (10 M rows by default; set
+/// `TIDEPOOL_BENCH_QUERY_ROWS` for another size), through `/api/records`' code and
+/// through SQL.
+fn newest(c: &mut Criterion) {
+    let rows: u64 = std::env::var("TIDEPOOL_BENCH_QUERY_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(tmp.path().join("store")).expect("open store");
+    for n in 0..rows.div_ceil(1000) {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        let start = 1_600_000_000 + i64::try_from(n).unwrap_or(0) * 1000;
+        store
+            .write_chunk("test_database", "cpu_info", ChunkId(id), &chunk(seed_cpu_info, start))
+            .expect("write chunk");
+    }
+    let dir = store.dir().to_path_buf();
+    let q = RecordsQuery {
+        database: "test_database".into(),
+        table: "cpu_info".into(),
+        limit: 10_000,
+        since: None,
+        filters: Vec::new(),
+    };
+    let mut g = c.benchmark_group("store_query");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function(format!("records_newest_10000_of_{rows}"), |b| {
+        b.iter(|| {
+            let r = records(&dir, &q, Duration::from_secs(5)).expect("records");
+            assert_eq!(r.len(), 10_000);
+        })
+    });
+    g.bench_function(format!("sql_newest_10000_of_{rows}"), |b| {
+        b.iter(|| {
+            let r = run(
+                &dir,
+                "test_database",
+                "select * from cpu_info order by time desc limit 10000",
+                Limits::default(),
+            )
+            .expect("query");
+            assert_eq!(r.rows.len(), 10_000);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, insert, newest);
 criterion_main!(benches);
