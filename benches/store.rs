@@ -105,7 +105,12 @@ fn newest(c: &mut Criterion) {
         id[..8].copy_from_slice(&n.to_be_bytes());
         let start = 1_600_000_000 + i64::try_from(n).unwrap_or(0) * 1000;
         store
-            .write_chunk("test_database", "cpu_info", ChunkId(id), &chunk(seed_cpu_info, start))
+            .write_chunk(
+                "test_database",
+                "cpu_info",
+                ChunkId(id),
+                &chunk(seed_cpu_info, start),
+            )
             .expect("write chunk");
     }
     let dir = store.dir().to_path_buf();

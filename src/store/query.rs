@@ -19,6 +19,16 @@ pub const MAX_ROWS: usize = 10_000;
 /// Default time limit of a query.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Largest string or blob a query may build (`randomblob(1e9)` is refused).
+pub const MAX_VALUE_BYTES: i32 = 16 << 20;
+
+/// Longest SQL text accepted.
+pub const MAX_SQL_BYTES: i32 = 1 << 20;
+
+/// Answer size (roughly, in bytes of values) past which rows stop being read, as
+/// with the row cap: `truncated` is set.
+pub const MAX_RESULT_BYTES: usize = 64 << 20;
+
 /// Pragmas that only read, whatever their argument (`table_info(t)`).
 const READ_PRAGMAS: &[&str] = &[
     "table_info",
@@ -114,6 +124,14 @@ pub fn open_read_only(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        MAX_VALUE_BYTES,
+    )?;
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_SQL_LENGTH,
+        MAX_SQL_BYTES,
+    )?;
     conn.authorizer(Some(move |ctx: AuthContext<'_>| {
         let verdict = authorize(&ctx.action);
         if let Err(what) = &verdict
@@ -203,15 +221,21 @@ pub fn run(dir: &Path, db: &str, sql: &str, limits: Limits) -> Result<QueryResul
     let width = columns.len();
     let mut rows = Vec::new();
     let mut truncated = false;
+    let mut bytes = 0usize;
     let mut cursor = stmt.raw_query();
     while let Some(row) = cursor.next().map_err(fail)? {
-        if rows.len() >= limits.max_rows {
+        if rows.len() >= limits.max_rows || bytes > MAX_RESULT_BYTES {
             truncated = true;
             break;
         }
         let mut out = Vec::with_capacity(width);
         for i in 0..width {
-            out.push(json_value(row.get_ref(i).map_err(fail)?));
+            let v = row.get_ref(i).map_err(fail)?;
+            bytes = bytes.saturating_add(match v {
+                ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
+                _ => 8,
+            });
+            out.push(json_value(v));
         }
         rows.push(out);
     }

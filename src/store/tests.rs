@@ -316,6 +316,10 @@ fn queries_are_read_only_and_bounded() {
     let r = run(store.dir(), "ro_db", many, limits).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.rows.len(), 10);
     assert!(r.truncated);
+    match q(&store, "ro_db", "select length(randomblob(1000000000))") {
+        Err(QueryError::Sql(m)) => assert!(m.contains("too big"), "{m}"),
+        other => panic!("expected a size error, got {other:?}"),
+    }
     assert!(matches!(
         q(&store, "../../etc/passwd", "select 1"),
         Err(QueryError::UnknownDatabase { .. })
