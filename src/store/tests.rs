@@ -623,3 +623,45 @@ fn the_files_of_a_stopped_daemon_can_be_queried() {
         "{e}"
     );
 }
+
+#[test]
+fn keys_named_like_store_or_rowid_columns_get_their_own_column() {
+    let (_tmp, store) = store();
+    let mut bytes = Vec::new();
+    for t in [100, 200] {
+        entry(
+            &mut bytes,
+            t,
+            0,
+            &map(&[
+                ("Time", Value::from("user time")),
+                ("rowid", Value::from(-t)),
+                ("OID", Value::from(1)),
+                ("_IDX", Value::from(2)),
+            ]),
+        );
+    }
+    write(&store, "resv", "t_r", ChunkId([15; 16]), &bytes);
+    let r = ok(
+        &store,
+        "resv",
+        "select time, Time_, rowid_, OID_, _IDX_, _idx from t_r order by time",
+    );
+    assert_eq!(
+        r.rows[0],
+        vec![
+            Value2::from(100),
+            Value2::from("user time"),
+            Value2::from(-100),
+            Value2::from(1),
+            Value2::from(2),
+            Value2::from(0)
+        ]
+    );
+    // Retention and records still use the real rowid.
+    assert_eq!(store.purge(150, 10).map(|p| p.rows).unwrap_or_default(), 1);
+    assert_eq!(
+        ok(&store, "resv", "select time from t_r").rows,
+        vec![vec![Value2::from(200)]]
+    );
+}

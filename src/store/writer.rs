@@ -31,8 +31,12 @@ pub const EXTRA: &str = "_extra";
 /// Columns every table has, in order.
 pub const FIXED_COLUMNS: [&str; 4] = [TIME, TIME_NANOS, CHUNK, INDEX];
 
-/// Columns the store manages itself; a record key equal to one gets `_` appended.
-pub const INTERNAL_COLUMNS: [&str; 4] = [TIME_NANOS, CHUNK, INDEX, EXTRA];
+/// Names a record key may not take as they are (compared ignoring ASCII case, as
+/// SQLite does): the store's own columns, and SQLite's rowid aliases, which a column
+/// of that name would shadow. Such a key gets `_` appended until it is free.
+pub const RESERVED_COLUMNS: [&str; 8] = [
+    TIME, TIME_NANOS, CHUNK, INDEX, EXTRA, "rowid", "oid", "_rowid_",
+];
 
 /// Most record-key columns a table gets (SQLite's own limit is 2000 columns).
 pub const MAX_COLUMNS: usize = 1000;
@@ -353,7 +357,7 @@ fn column_for(
         return Ok(None);
     }
     let mut name = key.to_string();
-    while INTERNAL_COLUMNS
+    while RESERVED_COLUMNS
         .iter()
         .any(|r| r.eq_ignore_ascii_case(&name))
     {
