@@ -153,9 +153,14 @@ pub async fn tables(
     })?;
     let dir = state.store.dir().to_path_buf();
     let name = db.clone();
-    let list = blocking(&state, move || catalog::tables(&dir, &name))
+    let timeout = state.limits.timeout;
+    let list = blocking(&state, move || catalog::tables(&dir, &name, timeout))
         .await?
-        .map_err(|e| query_error(&state, e))?;
+        .map_err(|e| match e {
+            QueryError::UnknownDatabase { .. } => query_error(&state, e),
+            // Nothing the caller sent is at fault: a huge table or a broken file.
+            e => ApiError::internal(e.to_string()),
+        })?;
     Ok(Json(serde_json::json!({ "database": db, "tables": list })))
 }
 

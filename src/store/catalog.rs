@@ -5,6 +5,7 @@ use super::query::{QueryError, existing_db, open_read_only};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// One database file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -86,12 +87,19 @@ pub fn columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ColumnInf
     cols.collect()
 }
 
-/// Every table of database `db` with rows, columns and time range.
-pub fn tables(dir: &Path, db: &str) -> Result<Vec<TableInfo>, QueryError> {
+/// Every table of database `db` with rows, columns and time range; counting rows of
+/// huge tables is interrupted after `timeout`.
+pub fn tables(dir: &Path, db: &str, timeout: Duration) -> Result<Vec<TableInfo>, QueryError> {
     let path = existing_db(dir, db)?;
-    let conn = open_read_only(&path, Arc::new(Mutex::new(None)))
+    let mut conn = open_read_only(&path, Arc::new(Mutex::new(None)))
         .map_err(|e| QueryError::Io(format!("cannot open {}: {e}", path.display())))?;
-    let sql_err = |e: rusqlite::Error| QueryError::Sql(e.to_string());
+    let deadline = Instant::now() + timeout;
+    conn.progress_handler(1000, Some(move || Instant::now() >= deadline))
+        .map_err(|e| QueryError::Io(e.to_string()))?;
+    let sql_err = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::OperationInterrupted) => QueryError::Interrupted(timeout),
+        _ => QueryError::Sql(e.to_string()),
+    };
     let mut out = Vec::new();
     for name in table_names(&conn).map_err(sql_err)? {
         let columns = columns(&conn, &name).map_err(sql_err)?;

@@ -181,7 +181,8 @@ fn a_new_key_adds_a_column_typed_by_its_first_value() {
     );
     let out = write(&store, "dbx", "tbl", ChunkId([5; 16]), &b);
     assert_eq!(out.columns_added, 3, "y, Z and b; z shares Z");
-    let tables = catalog::tables(store.dir(), "dbx").unwrap_or_else(|e| panic!("{e}"));
+    let tables = catalog::tables(store.dir(), "dbx", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
     let cols: Vec<(String, String)> = tables[0]
         .columns
         .iter()
@@ -369,7 +370,8 @@ fn hostile_tags_and_keys_stay_escaped_and_inside_the_store() {
         );
         let out = write(&store, &db, &table, ChunkId([12; 16]), &bytes);
         assert_eq!(out.rows, 1, "{tag}");
-        let tables = catalog::tables(store.dir(), &db).unwrap_or_else(|e| panic!("{e}"));
+        let tables = catalog::tables(store.dir(), &db, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
         let t = tables
             .iter()
             .find(|t| t.name == table)
