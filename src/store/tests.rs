@@ -667,3 +667,53 @@ fn keys_named_like_store_or_rowid_columns_get_their_own_column() {
         vec![vec![Value2::from(200)]]
     );
 }
+
+#[test]
+fn concurrent_writers_and_readers_share_a_database() {
+    let (_tmp, store) = store();
+    let chunk = |k: u8| {
+        let mut bytes = Vec::new();
+        for i in 0..100 {
+            entry(&mut bytes, i64::from(k) * 1000 + i, 0, &heap(i));
+        }
+        bytes
+    };
+    let first = chunk(0);
+    write(&store, "conc", "heap_info", ChunkId([0; 16]), &first);
+    std::thread::scope(|s| {
+        for w in 0..2u8 {
+            let store = store.clone();
+            s.spawn(move || {
+                for k in 1..=20u8 {
+                    let mut id = [w; 16];
+                    id[15] = k;
+                    let out = store
+                        .write_chunk("conc", "heap_info", ChunkId(id), &chunk(k))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(out.rows, 100);
+                }
+            });
+        }
+        let dir = store.dir().to_path_buf();
+        s.spawn(move || {
+            for _ in 0..20 {
+                let r = run(
+                    &dir,
+                    "conc",
+                    "select count(*) from heap_info",
+                    Limits::default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                let n = r.rows[0][0].as_i64().unwrap_or_default();
+                assert!(
+                    n >= 100 && n % 100 == 0,
+                    "a reader sees whole chunks only: {n}"
+                );
+            }
+        });
+    });
+    assert_eq!(
+        ok(&store, "conc", "select count(*) from heap_info").rows[0][0],
+        4100
+    );
+}
