@@ -8,6 +8,7 @@
 //! the batch. [`config`] turns the operator's TOML into checked values once, and
 //! [`daemon`] wires it all together and owns shutdown.
 
+pub mod api;
 pub mod buffer;
 pub mod client;
 pub mod config;
@@ -18,4 +19,5 @@ pub mod metrics;
 pub mod msgpack;
 pub mod output;
 pub mod pipeline;
+pub mod store;
 pub mod tls;

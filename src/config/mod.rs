@@ -51,6 +51,8 @@ pub struct Config {
     pub matches: Vec<MatchConfig>,
     /// Named outputs referenced by matches.
     pub outputs: BTreeMap<String, OutputDef>,
+    /// The HTTP API (`[api]`): records, SQL, status, metrics.
+    pub api: ApiConfig,
 }
 
 /// Every problem found in a config, in file order, each as
@@ -254,6 +256,44 @@ pub enum OutputConfig {
     File(FileOutputConfig),
     /// `type = "td"`: Treasure Data streaming import.
     Td(TdOutputConfig),
+    /// `type = "store"`: rows in the local SQLite records store.
+    Store(StoreOutputConfig),
+}
+
+/// `type = "store"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreOutputConfig {
+    /// Directory of the database files (default `<data_dir>/store`).
+    pub dir: PathBuf,
+    /// `database` template (`${tag}`, `${tag_parts[N]}`); None = `td.<db>.<table>`
+    /// tags name it, other tags go to `default`.
+    pub database: Option<String>,
+    /// `table` template; None = from the tag.
+    pub table: Option<String>,
+    /// Rows older than this are purged hourly (default 5 weeks; `retention = false`
+    /// keeps everything).
+    pub retention: Option<Duration>,
+}
+
+/// `[api]`: the HTTP API.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Serve it at all (default true).
+    pub enabled: bool,
+    /// Address to bind (default `127.0.0.1:24220`).
+    pub listen: SocketAddr,
+    /// Bearer token every endpoint but `/healthz` requires, when set.
+    pub token: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 24220)),
+            token: None,
+        }
+    }
 }
 
 /// `type = "file"`.

@@ -370,3 +370,27 @@ pub struct ThrottleRaw {
     pub interval: Option<Spanned<Scalar>>,
     pub group_key: Option<Spanned<String>>,
 }
+
+/// `[output.NAME]` of `type = "store"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreOutputRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub buffer: Option<Spanned<BufferRaw>>,
+    pub backend: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub database: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
+    pub retention: Option<Spanned<Scalar>>,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiRaw {
+    pub enabled: Option<bool>,
+    pub listen: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+}

@@ -13,10 +13,12 @@ use super::*;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+mod api;
 mod filter;
 mod leaves;
 mod output;
 mod source;
+mod store;
 mod td;
 
 /// What `Config::parse` needs besides the text.
@@ -30,9 +32,9 @@ pub(crate) struct Context<'a> {
     pub env: Lookup<'a>,
 }
 
-const SECTIONS: &str = "server, source, filter, match, output";
+const SECTIONS: &str = "server, source, filter, match, output, api";
 const SOURCE_TYPES: &str = "forward";
-const OUTPUT_TYPES: &str = "null, stdout, file, td";
+const OUTPUT_TYPES: &str = "null, stdout, file, td, store";
 
 /// Parses and checks `text`.
 pub(crate) fn resolve(text: &str, cx: &Context<'_>) -> Result<Config, ConfigError> {
@@ -83,7 +85,10 @@ impl Resolver<'_, '_, '_> {
     fn root(&mut self, table: &DeTable<'_>) -> Option<Config> {
         for (key, _) in table.iter() {
             let name: &str = key.get_ref();
-            if !matches!(name, "server" | "source" | "filter" | "match" | "output") {
+            if !matches!(
+                name,
+                "server" | "source" | "filter" | "match" | "output" | "api"
+            ) {
                 self.at(
                     key.span(),
                     name,
@@ -108,9 +113,13 @@ impl Resolver<'_, '_, '_> {
         };
         let matches = self.matches(get(table, "match").map(|(_, v)| v), &declared);
         let filters = self.filters(get(table, "filter").map(|(_, v)| v));
+        let api = match get(table, "api") {
+            Some((_, v)) => self.api(v),
+            None => Some(ApiConfig::default()),
+        };
 
-        let (Some(sources), Some(outputs), Some(matches), Some(filters), true) =
-            (sources, outputs, matches, filters, server_ok)
+        let (Some(sources), Some(outputs), Some(matches), Some(filters), Some(api), true) =
+            (sources, outputs, matches, filters, api, server_ok)
         else {
             return None;
         };
@@ -121,6 +130,7 @@ impl Resolver<'_, '_, '_> {
             filters,
             matches,
             outputs,
+            api,
         })
     }
 

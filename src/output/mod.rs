@@ -7,6 +7,7 @@
 pub mod file;
 pub mod json;
 pub mod stdout;
+pub mod store;
 pub mod td;
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,8 @@ pub enum Output {
     File(file::FileOutput),
     /// Uploads to Treasure Data's streaming import API.
     Td(td::TdOutput),
+    /// Rows in the local records store.
+    Store(store::StoreOutput),
 }
 
 impl Output {
@@ -82,6 +85,7 @@ impl Output {
             OutputConfig::Stdout => Output::Stdout(stdout::StdoutOutput::new(name)),
             OutputConfig::File(c) => Output::File(file::FileOutput::new(name, c, data_dir)?),
             OutputConfig::Td(c) => Output::Td(td::TdOutput::new(name, c)?),
+            OutputConfig::Store(c) => Output::Store(store::StoreOutput::new(name, c)?),
         })
     }
 
@@ -92,6 +96,15 @@ impl Output {
             Output::Stdout(o) => o.write(chunk).await,
             Output::File(o) => o.write(chunk).await,
             Output::Td(o) => o.write(chunk).await,
+            Output::Store(o) => o.write(chunk).await,
+        }
+    }
+
+    /// The store output, for wiring its [`crate::store::Store`] into the HTTP API.
+    pub fn as_store(&self) -> Option<&store::StoreOutput> {
+        match self {
+            Output::Store(s) => Some(s),
+            _ => None,
         }
     }
 

@@ -14,7 +14,7 @@ impl Resolver<'_, '_, '_> {
     pub(super) fn outputs(
         &mut self,
         value: Option<&Value<'_>>,
-        _server: &ServerConfig,
+        server: &ServerConfig,
     ) -> Option<BTreeMap<String, OutputDef>> {
         let mut outputs = BTreeMap::new();
         let Some(value) = value else {
@@ -65,6 +65,8 @@ impl Resolver<'_, '_, '_> {
                     .and_then(|raw| self.file_output(raw, &path)),
                 "td" => typed::<raw::TdOutputRaw>(item, &path, &section, self.problems)
                     .and_then(|raw| self.td_output(raw, &path)),
+                "store" => typed::<raw::StoreOutputRaw>(item, &path, &section, self.problems)
+                    .and_then(|raw| self.store_output(raw, &path, server)),
                 other => {
                     let span = self.type_span(item);
                     self.at(

@@ -55,7 +55,7 @@ fn error_kinds() {
         ),
         (
             "[output.a]\ntype = \"s3\"\n",
-            "t.toml:2:8: output.a.type: unknown output type \"s3\" (expected one of: null, stdout, file, td)",
+            "t.toml:2:8: output.a.type: unknown output type \"s3\" (expected one of: null, stdout, file, td, store)",
         ),
         (
             "[[source]]\ntype = \"forward\"\nlisten = \"localhost\"\n",
@@ -67,7 +67,7 @@ fn error_kinds() {
         ),
         (
             "[serer]\n",
-            "t.toml:1:2: serer: unknown section `serer`, expected one of: server, source, filter, match, output",
+            "t.toml:1:2: serer: unknown section `serer`, expected one of: server, source, filter, match, output, api",
         ),
         ("[server\n", "t.toml:1:8: unclosed table, expected `]`"),
         (
@@ -354,8 +354,8 @@ listen = "x"
             "t.toml:12:12: match[1].outputs[1]: unknown output \"td\" (defined: stdout, x)",
             "t.toml:15:29: output.stdout.buffer.flush_interval: bad duration \"1 fortnight\" (expected a duration such as \"500ms\", \"5s\", \"1m\", \"72h\", \"5 weeks\" or an integer number of seconds)",
             "t.toml:15:63: output.stdout.buffer.total_limit_size: size -5 is negative (expected a size such as \"8MiB\", \"512k\", \"32MB\" or an integer number of bytes)",
-            "t.toml:16:1: output.x: missing required key `type` in [output.x] (expected one of: null, stdout, file, td)",
-            "t.toml:18:2: api: unknown section `api`, expected one of: server, source, filter, match, output",
+            "t.toml:16:1: output.x: missing required key `type` in [output.x] (expected one of: null, stdout, file, td, store)",
+            "t.toml:19:10: api.listen: bad listen address \"x\" (expected IP:port such as \"127.0.0.1:24220\")",
         ]
     );
 }

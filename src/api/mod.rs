@@ -1,0 +1,187 @@
+//! The HTTP API: records and SQL over the local store, daemon status and metrics.
+//!
+//! | endpoint | answer |
+//! |---|---|
+//! | `GET /healthz` | `ok` (never needs the token) |
+//! | `GET /api/status` | the daemon's monitor_agent-like JSON plus the store's counters |
+//! | `GET /metrics` | Prometheus text: the daemon's metrics plus the store's |
+//! | `GET /api/databases` | `{"databases": [{"name", "size_bytes"}]}` |
+//! | `GET /api/tables?database=` | `{"database", "tables": [{"name", "rows", "columns", "min_time", "max_time"}]}` |
+//! | `GET /api/records?database=&table=&limit=&created_in_days=&created_in_sec=&<column>=<value>` | `{"records": [...]}`, newest first |
+//! | `GET /api/query?database=&sql=`, `POST /api/query {"database", "sql"}` | `{"columns", "rows", "truncated"}`, or CSV with `Accept: text/csv` |
+//!
+//! Every error is JSON, `{"error": "...", "parameter": "..."}`, where `parameter`
+//! names the query parameter or body field at fault. With a token configured, every
+//! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
+
+mod handlers;
+#[cfg(test)]
+mod tests;
+
+use crate::store::Store;
+use crate::store::query::Limits;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Queries (SQL or records) running at once; more wait, so a burst of heavy queries
+/// cannot take every core from ingest.
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+
+/// What the handlers share: the store, the daemon's callbacks, the token.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store the records and SQL endpoints read (and whose counters are shown).
+    pub store: Store,
+    /// The daemon's status, monitor_agent-like JSON (per input and output).
+    pub status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    /// The daemon's metrics in Prometheus text format.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Bearer token required by every endpoint but `/healthz`, when set.
+    pub token: Option<String>,
+    /// Row cap and time limit of SQL queries and records reads.
+    pub limits: Limits,
+    /// Bounds concurrent queries to [`MAX_CONCURRENT_QUERIES`].
+    pub permits: Arc<Semaphore>,
+}
+
+impl ApiState {
+    /// State with default limits and no token; the lead fills the callbacks.
+    pub fn new(
+        store: Store,
+        status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+        metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    ) -> Self {
+        ApiState {
+            store,
+            status,
+            metrics,
+            token: None,
+            limits: Limits::default(),
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("store", &self.store)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets requests in
+/// flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// The routes, with the token check on all but `/healthz`.
+pub fn router(state: ApiState) -> Router {
+    let guarded = Router::new()
+        .route("/api/status", get(handlers::status))
+        .route("/metrics", get(handlers::metrics))
+        .route("/api/databases", get(handlers::databases))
+        .route("/api/tables", get(handlers::tables))
+        .route("/api/records", get(handlers::records))
+        .route(
+            "/api/query",
+            get(handlers::query_get).post(handlers::query_post),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .merge(guarded)
+        .fallback(handlers::not_found)
+        .with_state(state)
+}
+
+/// Refuses a request without the configured bearer token (401, JSON).
+async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Authorization",
+            "wrong bearer token",
+        )
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Authorization",
+            "missing; send `Authorization: Bearer <token>` (the [api] token)",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a token's prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An error answer: a status and `{"error", "parameter"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    parameter: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    /// An error about `parameter`.
+    pub fn new(status: StatusCode, parameter: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            parameter: Some(parameter.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// An error about no parameter in particular (the server's own failure).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            parameter: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(p) = self.parameter {
+            body["parameter"] = p.into();
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}

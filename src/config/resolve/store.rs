@@ -1,0 +1,178 @@
+//! `type = "store"` outputs: backend, directory, name templates, retention.
+
+use super::Resolver;
+use crate::config::raw::{self, Scalar};
+use crate::config::*;
+use crate::store::names::{MAX_DATABASE_NAME, MAX_TABLE_NAME, Template, is_valid_name};
+use toml::Spanned;
+
+/// The telemetrics-backend collector's default retention.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(5 * 7 * 86_400);
+
+impl Resolver<'_, '_, '_> {
+    /// `type = "store"`: SQLite under `data_dir/store` unless `path` says otherwise.
+    pub(super) fn store_output(
+        &mut self,
+        raw: raw::StoreOutputRaw,
+        path: &str,
+        server: &ServerConfig,
+    ) -> Option<OutputDef> {
+        let buffer = self.buffer(raw.buffer.as_ref(), path, BufferKind::File);
+        let mut ok = true;
+        if let Some(b) = &raw.backend
+            && b.get_ref() != "sqlite"
+        {
+            self.at(
+                b.span(),
+                &format!("{path}.backend"),
+                format!(
+                    "unsupported backend \"{}\" (this build has \"sqlite\" only)",
+                    b.get_ref()
+                ),
+            );
+            ok = false;
+        }
+        let dir = match &raw.path {
+            Some(p) => self.path(p, &format!("{path}.path")),
+            None => Some(crate::store::store_dir(&server.data_dir)),
+        };
+        let database = self.name_template(
+            raw.database.as_ref(),
+            &format!("{path}.database"),
+            MAX_DATABASE_NAME,
+            &mut ok,
+        );
+        let table = self.name_template(
+            raw.table.as_ref(),
+            &format!("{path}.table"),
+            MAX_TABLE_NAME,
+            &mut ok,
+        );
+        let retention = match &raw.retention {
+            None => Some(Some(DEFAULT_RETENTION)),
+            Some(v) if matches!(v.get_ref(), Scalar::Bool(false)) => Some(None),
+            Some(v) => {
+                match self.duration(Some(v), &format!("{path}.retention"), DEFAULT_RETENTION) {
+                    Some(d) if d.is_zero() => {
+                        self.at(
+                        v.span(),
+                        &format!("{path}.retention"),
+                        "retention must be above 0 (write `retention = false` to keep everything)",
+                    );
+                        None
+                    }
+                    other => other.map(Some),
+                }
+            }
+        };
+        let (Some(buffer), Some(dir), Some(retention), true) = (buffer, dir, retention, ok) else {
+            return None;
+        };
+        Some(OutputDef {
+            kind: OutputConfig::Store(StoreOutputConfig {
+                dir,
+                database,
+                table,
+                retention,
+            }),
+            buffer,
+        })
+    }
+
+    /// A `database` / `table` template: placeholders must parse; a fixed name must
+    /// already be a valid name (fixed names are checked, tag-derived ones normalized).
+    fn name_template(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        path: &str,
+        max: usize,
+        ok: &mut bool,
+    ) -> Option<String> {
+        let v = v?;
+        let text = v.get_ref();
+        if let Err(e) = Template::parse(text) {
+            self.at(v.span(), path, e);
+            *ok = false;
+            return None;
+        }
+        if !text.contains("${") && (!is_valid_name(text, max) || text.starts_with("sqlite_")) {
+            self.at(
+                v.span(),
+                path,
+                format!("bad name \"{text}\" (expected 3 to {max} characters of a-z, 0-9 and _, not starting with sqlite_)"),
+            );
+            *ok = false;
+            return None;
+        }
+        Some(text.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, OutputConfig};
+    use std::time::Duration;
+
+    fn parse(body: &str) -> Result<Config, String> {
+        let text = format!(
+            "[output.s]\ntype = \"store\"\n{body}\n[[match]]\npattern = \"**\"\noutputs = [\"s\"]\n"
+        );
+        Config::parse(&text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    fn store(c: &Config) -> crate::config::StoreOutputConfig {
+        match &c.outputs["s"].kind {
+            OutputConfig::Store(s) => s.clone(),
+            other => panic!("not a store: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_settings() {
+        let c = parse("").unwrap_or_else(|e| panic!("{e}"));
+        let s = store(&c);
+        assert_eq!(s.dir, std::path::PathBuf::from("data/store"));
+        assert_eq!(s.retention, Some(Duration::from_secs(35 * 86_400)));
+        assert!(c.api.enabled);
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:24220");
+        let c = parse("retention = false\ndatabase = \"devices\"\ntable = \"${tag_parts[-1]}\"")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = store(&c);
+        assert_eq!(s.retention, None);
+        assert_eq!(s.database.as_deref(), Some("devices"));
+        let c = parse("retention = \"2 days\"").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store(&c).retention, Some(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn bad_settings_are_located_errors() {
+        for (body, needle) in [
+            ("retention = \"soon\"", "output.s.retention"),
+            ("retention = 0", "output.s.retention"),
+            ("database = \"Bad-Name\"", "output.s.database"),
+            ("table = \"${nope}\"", "output.s.table"),
+            ("backend = \"mysql\"", "output.s.backend"),
+            ("colour = 1", "colour"),
+        ] {
+            let e = parse(body)
+                .err()
+                .unwrap_or_else(|| panic!("{body} accepted"));
+            assert!(e.contains(needle), "{body}: {e}");
+        }
+        let api = |t: &str| {
+            Config::parse(t, "a.toml")
+                .map(|c| c.api)
+                .map_err(|e| e.to_string())
+        };
+        let a =
+            api("[api]\nlisten = \"0.0.0.0:9000\"\ntoken = \"0123456789abcdef0\"\nenabled = false")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (a.enabled, a.listen.port(), a.token.as_deref()),
+            (false, 9000, Some("0123456789abcdef0"))
+        );
+        assert!(api("[api]\nlisten = \"nowhere\"").is_err_and(|e| e.contains("api.listen")));
+        assert!(api("[api]\ntoken = \"short\"").is_err_and(|e| e.contains("api.token")));
+        assert!(api("[api]\ntoken = \"\"").is_ok_and(|a| a.token.is_none()));
+    }
+}
