@@ -17,6 +17,7 @@ use crate::input::forward::ratelimit::LogLimiter;
 use crate::input::forward::{listener, udp};
 use crate::metrics::{InputMetrics, RouterMetrics};
 use crate::pipeline::{Outputs, Router};
+use crate::telemetry::{InputInfo, Telemetry};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub struct Running {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     config: Config,
+    telemetry: Arc<Telemetry>,
+    /// Where the HTTP API listens, when enabled.
+    api_addr: Option<SocketAddr>,
 }
 
 /// Binds every input and starts serving. Errors name the listener that failed.
@@ -73,6 +77,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         config: config.clone(),
+        telemetry: Arc::new(Telemetry::default()),
+        api_addr: None,
     };
     for (i, source) in config.sources.iter().enumerate() {
         let SourceConfig::Forward(fwd) = source;
@@ -81,6 +87,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_context(|| format!("source #{}: cannot listen on {}", i + 1, fwd.listen))?;
         let rt = running.launch(i + 1, fwd, tcp, ctx_parts, None).await?;
         running.sources.push(rt);
+    }
+    running.refresh_telemetry();
+    if config.api.enabled {
+        running.api_addr = Some(running.start_api().await?);
     }
     Ok(running)
 }
@@ -184,6 +194,67 @@ impl Running {
         })
     }
 
+    /// Starts the HTTP API on the store the config's first store output uses (or the
+    /// default store directory), with status and metrics read from this daemon.
+    async fn start_api(&self) -> anyhow::Result<SocketAddr> {
+        let api = &self.config.api;
+        let store = match self
+            .outputs
+            .handles()
+            .find_map(|h| h.output.get().as_store().map(|s| s.store().clone()))
+        {
+            Some(store) => store,
+            None => {
+                crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?
+            }
+        };
+        let listener = TcpListener::bind(api.listen)
+            .await
+            .with_context(|| format!("[api]: cannot listen on {}", api.listen))?;
+        let addr = listener.local_addr()?;
+        let (status, metrics) = (self.telemetry.clone(), self.telemetry.clone());
+        let mut state = crate::api::ApiState::new(
+            store,
+            Arc::new(move || status.status()),
+            Arc::new(move || metrics.prometheus()),
+        );
+        state.token = api.token.clone();
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = crate::api::serve(listener, state, shutdown).await {
+                tracing::error!("HTTP API stopped: {e}");
+            }
+        });
+        tracing::info!("HTTP API listening on {addr}");
+        Ok(addr)
+    }
+
+    fn refresh_telemetry(&self) {
+        let inputs = self
+            .sources
+            .iter()
+            .map(|s| InputInfo {
+                label: s.contexts.borrow().label.clone(),
+                addr: s.bound.addr,
+                tls: s.bound.tls,
+                metrics: s.bound.metrics.clone(),
+            })
+            .collect();
+        let outputs = self.outputs.handles().cloned().collect();
+        self.telemetry
+            .update(inputs, outputs, self.router_metrics.clone());
+    }
+
+    /// Where the HTTP API listens, when enabled.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// Status and metrics, as the API serves them.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
     /// Inputs in config order, as bound.
     pub fn sources(&self) -> Vec<BoundSource> {
         self.sources.iter().map(|s| s.bound.clone()).collect()
@@ -257,7 +328,11 @@ impl Running {
             gone.stop_accepting.cancel();
         }
         self.sources = sources;
+        if self.config.api != config.api {
+            tracing::warn!("[api] settings changed: they apply at the next start");
+        }
         self.config = config;
+        self.refresh_telemetry();
         // 4. Retired outputs drain once nothing routes to them.
         for h in retired {
             tracing::info!(output = %h.name, "output removed: draining its buffer");

@@ -20,4 +20,5 @@ pub mod msgpack;
 pub mod output;
 pub mod pipeline;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

@@ -46,6 +46,11 @@ enum Command {
     Cat(CatArgs),
     /// Show, export or regenerate the generated TLS certificates.
     Certs(CertsArgs),
+    /// Run one read-only SQL statement on the local records store.
+    Query(QueryArgs),
+    /// Records store maintenance.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Inspect and repair output buffers (works with the daemon running or stopped).
     #[command(subcommand)]
     Buffer(tidepool::buffer::BufferCommand),
@@ -82,6 +87,31 @@ struct CatArgs {
     /// Password for user_auth.
     #[arg(long)]
     password: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The SQL, e.g. "select * from cpu_info".
+    sql: String,
+    /// Database (default: `default`), e.g. test_database.
+    #[arg(short = 'd', long)]
+    database: Option<String>,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    csv: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Delete rows older than the store output's retention (or --older-than) now.
+    Purge {
+        /// Age, e.g. "5 weeks" (default: the first store output's retention).
+        #[arg(long)]
+        older_than: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +238,57 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Cat(args) => runtime.block_on(cat(args)),
         Command::Certs(args) => certs(&cli.config, args),
+        Command::Query(args) => {
+            let config = match load_config(&cli.config)? {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            use tidepool::store::cli::QueryFormat;
+            let format = if args.json {
+                QueryFormat::Json
+            } else if args.csv {
+                QueryFormat::Csv
+            } else {
+                QueryFormat::Table
+            };
+            let out = tidepool::store::cli::run_query(
+                &config.server.data_dir,
+                args.database.as_deref(),
+                &args.sql,
+                format,
+            )?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(StoreCommand::Purge { older_than }) => {
+            let config = match load_config(&cli.config)? {
+                Ok(c) => c,
+                Err(msg) => {
+                    eprintln!("{msg}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let retention = match older_than {
+                Some(text) => tidepool::config::units::parse_duration(&text)
+                    .map_err(|e| anyhow::anyhow!("--older-than {text:?}: {e}"))?,
+                None => config
+                    .outputs
+                    .values()
+                    .find_map(|d| match &d.kind {
+                        tidepool::config::OutputConfig::Store(s) => s.retention,
+                        _ => None,
+                    })
+                    .context("no store output with a retention in the config: pass --older-than")?,
+            };
+            print!(
+                "{}",
+                tidepool::store::cli::purge(&config.server.data_dir, retention)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Buffer(cmd) => {
             let config = match load_config(&cli.config)? {
                 Ok(c) => c,

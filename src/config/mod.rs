@@ -276,7 +276,7 @@ pub struct StoreOutputConfig {
 }
 
 /// `[api]`: the HTTP API.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ApiConfig {
     /// Serve it at all (default true).
     pub enabled: bool,

@@ -88,10 +88,17 @@ fn embedded_default_parses() {
     );
     assert_eq!(c.matches.len(), 1);
     assert_eq!(c.matches[0].pattern.as_str(), "**");
-    assert_eq!(c.matches[0].outputs, vec!["stdout".to_string()]);
+    assert_eq!(
+        c.matches[0].outputs,
+        vec!["store".to_string(), "stdout".to_string()]
+    );
     let out = &c.outputs["stdout"];
     assert!(matches!(out.kind, OutputConfig::Stdout));
     assert_eq!(out.buffer.kind, BufferKind::Memory);
+    let store = &c.outputs["store"];
+    assert!(matches!(store.kind, OutputConfig::Store(_)));
+    assert_eq!(store.buffer.kind, BufferKind::File, "the store is durable");
+    assert_eq!(c.api.listen.to_string(), "127.0.0.1:24220");
     // The public entry point, with the real environment: the default needs no variable.
     assert!(Config::default_config().is_ok());
 }

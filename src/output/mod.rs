@@ -100,6 +100,17 @@ impl Output {
         }
     }
 
+    /// The `type` name, for status and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Output::Null => "null",
+            Output::Stdout(_) => "stdout",
+            Output::File(_) => "file",
+            Output::Td(_) => "td",
+            Output::Store(_) => "store",
+        }
+    }
+
     /// The store output, for wiring its [`crate::store::Store`] into the HTTP API.
     pub fn as_store(&self) -> Option<&store::StoreOutput> {
         match self {

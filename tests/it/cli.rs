@@ -26,8 +26,21 @@ fn check_accepts_a_good_config_and_names_file_and_line_of_a_bad_one() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:8:"), "file:line in {err}");
+    let line = bad_line_of(&dir, "listne");
+    assert!(
+        err.contains(&format!("bad.toml:{line}:")),
+        "file:line in {err}"
+    );
     assert!(err.contains("listne"), "names the key: {err}");
+}
+
+/// The 1-based line of `needle` in `dir/bad.toml`.
+fn bad_line_of(dir: &tempfile::TempDir, needle: &str) -> usize {
+    let text = std::fs::read_to_string(dir.path().join("bad.toml")).expect("bad.toml");
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
 }
 
 fn cat(d: &TestDaemon, tag: &str, extra: &[&str], input: &str) -> std::process::Output {

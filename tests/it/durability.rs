@@ -15,6 +15,9 @@ data_dir = "data"
 certs_dir = "certs"
 shutdown_timeout = "10s"
 
+[api]
+listen = "127.0.0.1:0"
+
 [[source]]
 type = "forward"
 listen = "127.0.0.1:0"

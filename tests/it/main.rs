@@ -8,6 +8,7 @@ mod durability;
 mod handshake;
 mod reload;
 mod routing;
+mod store;
 mod tls;
 mod util;
 mod vectors;

@@ -134,6 +134,17 @@ impl TestDaemon {
         });
     }
 
+    /// Where the HTTP API listens (waits for its log line).
+    pub fn api_addr(&self) -> SocketAddr {
+        wait_for("the HTTP API's listening line", || {
+            self.stderr()
+                .lines()
+                .filter_map(|l| l.split("HTTP API listening on ").nth(1))
+                .filter_map(|rest| rest.split_whitespace().next())
+                .find_map(|a| a.parse().ok())
+        })
+    }
+
     /// Address of the `i`th source.
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.addrs[i]
@@ -207,6 +218,7 @@ fn pump(src: impl Read + Send + 'static, into: Arc<Mutex<String>>, echo: bool) {
 
 fn listening_addrs(log: &str) -> Vec<SocketAddr> {
     log.lines()
+        .filter(|l| l.contains("source #"))
         .filter_map(|l| l.split("listening on ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next())
         .filter_map(|a| {
@@ -224,6 +236,9 @@ pub fn plain_config(extra_source: &str) -> String {
 data_dir = "data"
 certs_dir = "certs"
 shutdown_timeout = "10s"
+
+[api]
+listen = "127.0.0.1:0"
 
 [[source]]
 type = "forward"
