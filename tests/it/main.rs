@@ -9,6 +9,7 @@ mod handshake;
 mod reload;
 mod routing;
 mod store;
+mod td;
 mod tls;
 mod util;
 mod vectors;
