@@ -39,6 +39,28 @@ enum Cmd {
         #[arg(long)]
         tls_certs: Option<PathBuf>,
     },
+    /// A mock Treasure Data import API (prints its URL, then row totals).
+    TdMock,
+}
+
+/// A mock Treasure Data import API for end-to-end runs: checks every request like the
+/// tests do, counts rows per table, prints the totals every half second.
+async fn td_mock() -> anyhow::Result<()> {
+    use tidepool::output::td::mock::MockTd;
+    let mock = MockTd::start().await?;
+    mock.set_keep_rows(false);
+    println!("td mock listening on {}", mock.url());
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let imports = mock.imports();
+        let rows: u64 = imports.iter().map(|i| i.row_count).sum();
+        eprintln!(
+            "rows {rows} imports {} duplicates {} violations {}",
+            imports.len(),
+            mock.duplicates(),
+            mock.violations().len()
+        );
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -526,5 +548,6 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(args) => rt.block_on(run(args)),
         Cmd::Sink { listen, tls_certs } => rt.block_on(sink(listen, tls_certs)),
+        Cmd::TdMock => rt.block_on(td_mock()),
     }
 }

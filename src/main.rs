@@ -228,6 +228,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 for w in tidepool::config::warnings(&c) {
                     eprintln!("warning: {w}");
                 }
+                let problems = check_resources(&c);
+                if !problems.is_empty() {
+                    for p in &problems {
+                        eprintln!("{}: {p}", c.origin);
+                    }
+                    eprintln!("{}: config rejected", c.origin);
+                    return Ok(ExitCode::from(1));
+                }
                 println!("{}: ok", c.origin);
                 Ok(ExitCode::SUCCESS)
             }
@@ -304,6 +312,44 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What a start or a reload would find wrong beyond the file itself: certificate and
+/// key files that do not load, outputs that cannot be built, ports another program
+/// holds (ports held by the running tidepool of this data_dir are fine: a reload
+/// keeps them).
+fn check_resources(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let running = std::fs::read_to_string(config.server.data_dir.join(PID_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None).is_ok());
+    for (i, source) in config.sources.iter().enumerate() {
+        let tidepool::config::SourceConfig::Forward(f) = source;
+        let n = i + 1;
+        if let Some(tls) = f.tls.as_ref().filter(|t| t.cert.is_some())
+            && let Err(e) = tidepool::tls::server_config(tls, &config.server.certs_dir)
+        {
+            problems.push(format!("source #{n} ({}): TLS: {e:#}", f.listen));
+        }
+        if f.listen.port() != 0
+            && let Err(e) = std::net::TcpListener::bind(f.listen)
+        {
+            match running {
+                Some(pid) if e.kind() == std::io::ErrorKind::AddrInUse => eprintln!(
+                    "note: source #{n}: {} is in use, by the running tidepool (pid {pid}) presumably: fine for a reload",
+                    f.listen
+                ),
+                _ => problems.push(format!("source #{n}: cannot listen on {}: {e}", f.listen)),
+            }
+        }
+    }
+    for (name, def) in &config.outputs {
+        if let Err(e) = tidepool::output::Output::build(name, &def.kind, &config.server.data_dir) {
+            problems.push(format!("output.{name}: {e:#}"));
+        }
+    }
+    problems
 }
 
 /// Where the running daemon writes its process id, so `tidepool reload` can find it.

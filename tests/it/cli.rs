@@ -151,3 +151,27 @@ fn certs_prints_a_c_header_of_the_generated_ca() {
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(text.contains("192.168.1.85"), "names shown: {text}");
 }
+
+#[test]
+fn check_loads_tls_files_and_finds_ports_in_use() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    let cfg = plain_config(r#"tls = { cert = "missing.pem", key = "missing.key" }"#)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(dir.path().join("t.toml"), cfg).expect("write");
+    let out = tidepool_cmd(dir.path())
+        .args(["check", "-c", "t.toml"])
+        .output()
+        .expect("check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing.pem"),
+        "names the certificate file: {err}"
+    );
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}

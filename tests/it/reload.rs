@@ -69,3 +69,77 @@ fn reload_reroutes_new_events_keeps_connections_and_refuses_a_bad_config() {
         3
     );
 }
+
+#[test]
+fn reloads_under_load_lose_and_duplicate_nothing() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let d = TestDaemon::start(&config("out0"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let sender = {
+        let (stop, acked, addr) = (stop.clone(), acked.clone(), d.addr(0));
+        std::thread::spawn(move || {
+            let mut s = connect(addr);
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                send(&mut s, "reload.load", n, &format!("c{n}"));
+                if let Ok(mut a) = acked.lock() {
+                    a.push(n);
+                }
+                n += 1;
+            }
+        })
+    };
+    let acked_len = |acked: &Arc<Mutex<Vec<i64>>>| acked.lock().map(|a| a.len()).unwrap_or(0);
+    for round in 1..=5 {
+        let before = acked_len(&acked);
+        let text = if round == 3 {
+            "[[match]]\npattern = \"**\"\noutputs = [\"nowhere\"]\n".to_string()
+        } else {
+            config(&format!("out{round}"))
+        };
+        std::fs::write(d.dir.join("tidepool.toml"), text).expect("write config");
+        let pid = std::fs::read_to_string(d.dir.join("data/tidepool.pid")).expect("pid");
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status();
+        let (needle, count) = match round {
+            3 => ("reload refused", 1),
+            r if r < 3 => ("config reloaded", r),
+            r => ("config reloaded", r - 1),
+        };
+        wait_for(&format!("reload {round} logged"), || {
+            (d.stderr().matches(needle).count() >= count).then_some(())
+        });
+        // Let events flow under this config before the next change.
+        wait_for("more acks", || {
+            (acked_len(&acked) >= before + 50).then_some(())
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sender.join();
+    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    let seen = wait_for("every acked event in some output", || {
+        let mut seen: BTreeMap<i64, u32> = BTreeMap::new();
+        for out in ["out0", "out1", "out2", "out4", "out5"] {
+            for line in d.lines(&format!("data/{out}/reload.load.jsonl")) {
+                if let Some(n) = serde_json::from_str::<serde_json::Value>(&line)
+                    .ok()
+                    .and_then(|v| v["n"].as_i64())
+                {
+                    *seen.entry(n).or_insert(0) += 1;
+                }
+            }
+        }
+        acked.iter().all(|n| seen.contains_key(n)).then_some(seen)
+    });
+    let dups: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(dups.is_empty(), "duplicated across reloads: {dups:?}");
+    assert!(
+        d.lines("data/out3/reload.load.jsonl").is_empty(),
+        "the refused config never took effect"
+    );
+}
