@@ -64,6 +64,14 @@ pub struct Running {
 
 /// Binds every input and starts serving. Errors name the listener that failed.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with(config, None).await
+}
+
+/// [`start`], offering `POST /api/reload` through `api_reload`.
+pub async fn start_with(
+    config: Config,
+    api_reload: Option<crate::api::ReloadHook>,
+) -> anyhow::Result<Running> {
     let outputs = Outputs::open(&config).await?;
     let router_metrics = Arc::new(RouterMetrics::default());
     let router = Arc::new(Router::new(&config, &outputs, router_metrics.clone())?);
@@ -90,7 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     running.refresh_telemetry();
     if config.api.enabled {
-        running.api_addr = Some(running.start_api().await?);
+        running.api_addr = Some(running.start_api(api_reload).await?);
     }
     Ok(running)
 }
@@ -196,7 +204,10 @@ impl Running {
 
     /// Starts the HTTP API on the store the config's first store output uses (or the
     /// default store directory), with status and metrics read from this daemon.
-    async fn start_api(&self) -> anyhow::Result<SocketAddr> {
+    async fn start_api(
+        &self,
+        reload: Option<crate::api::ReloadHook>,
+    ) -> anyhow::Result<SocketAddr> {
         let api = &self.config.api;
         let store = match self
             .outputs
@@ -219,6 +230,7 @@ impl Running {
             Arc::new(move || metrics.prometheus()),
         );
         state.token = api.token.clone();
+        state.reload = reload;
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
             if let Err(e) = crate::api::serve(listener, state, shutdown).await {
@@ -389,28 +401,42 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Runs until `stop` resolves, reloading whenever `reloads` yields a new config (or an
-/// error, which is logged and leaves the running config in force).
+/// A request to apply a config (from SIGHUP or `POST /api/reload`); the outcome goes
+/// to `reply` when someone waits for it.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// The config as read and checked, or its problems.
+    pub config: Result<Config, String>,
+    /// Where to say what happened.
+    pub reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+}
+
+/// Runs until `stop` resolves, reloading on every request from `reloads`; a refused
+/// reload is logged and leaves the running config in force. `load` re-reads the
+/// config for `POST /api/reload`.
 pub async fn run(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
-    mut reloads: tokio::sync::mpsc::Receiver<Result<Config, String>>,
+    mut reloads: tokio::sync::mpsc::Receiver<ReloadRequest>,
+    api_reload: Option<crate::api::ReloadHook>,
 ) -> anyhow::Result<()> {
-    let mut running = start(config).await?;
+    let mut running = start_with(config, api_reload).await?;
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            Some(next) = reloads.recv() => match next {
-                Ok(config) => {
-                    if let Err(e) = running.reload(config).await {
-                        tracing::error!("reload refused, the running config stays: {e:#}");
-                    }
+            Some(req) = reloads.recv() => {
+                let outcome = match req.config {
+                    Ok(config) => running.reload(config).await.map_err(|e| format!("{e:#}")),
+                    Err(problems) => Err(problems),
+                };
+                if let Err(e) = &outcome {
+                    tracing::error!("reload refused, the running config stays:\n{e}");
                 }
-                Err(problems) => {
-                    tracing::error!("reload refused, the running config stays:\n{problems}");
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(outcome);
                 }
-            },
+            }
         }
     }
     tracing::info!("shutting down");

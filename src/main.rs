@@ -194,8 +194,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let pid_file = config.server.data_dir.join(PID_FILE);
             write_pid_file(&pid_file)?;
             let result = runtime.block_on(async {
-                let reloads = reload_on_sighup(cli.config.clone());
-                tidepool::daemon::run(config, shutdown_signal(), reloads).await
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                reload_on_sighup(cli.config.clone(), tx.clone());
+                let api_reload = api_reload_hook(cli.config.clone(), tx);
+                tidepool::daemon::run(config, shutdown_signal(), rx, Some(api_reload)).await
             });
             let _ = std::fs::remove_file(&pid_file);
             result?;
@@ -364,10 +366,42 @@ fn write_pid_file(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+type Reloads = tokio::sync::mpsc::Sender<tidepool::daemon::ReloadRequest>;
+
+/// Reads the config from the same place as at start, for a reload.
+fn reread(arg: &ConfigArg) -> Result<Config, String> {
+    match load_config(arg) {
+        Ok(r) => r,
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// `POST /api/reload`: re-read the config, apply it, and answer what happened.
+fn api_reload_hook(arg: ConfigArg, tx: Reloads) -> tidepool::api::ReloadHook {
+    std::sync::Arc::new(move || {
+        let (arg, tx) = (arg.clone(), tx.clone());
+        Box::pin(async move {
+            let config = tokio::task::spawn_blocking(move || reread(&arg))
+                .await
+                .map_err(|e| format!("config reader failed: {e}"))?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let req = tidepool::daemon::ReloadRequest {
+                config,
+                reply: Some(reply),
+            };
+            tx.send(req)
+                .await
+                .map_err(|_| "the daemon is shutting down".to_string())?;
+            answer
+                .await
+                .map_err(|_| "the daemon is shutting down".to_string())?
+        })
+    })
+}
+
 /// Re-reads the config (from the same place as at start) on every SIGHUP and hands
 /// the result to the daemon, which applies it or keeps the running one.
-fn reload_on_sighup(arg: ConfigArg) -> tokio::sync::mpsc::Receiver<Result<Config, String>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+fn reload_on_sighup(arg: ConfigArg, tx: Reloads) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -376,16 +410,15 @@ fn reload_on_sighup(arg: ConfigArg) -> tokio::sync::mpsc::Receiver<Result<Config
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
-            let next = match load_config(&arg) {
-                Ok(r) => r,
-                Err(e) => Err(format!("{e:#}")),
+            let req = tidepool::daemon::ReloadRequest {
+                config: reread(&arg),
+                reply: None,
             };
-            if tx.send(next).await.is_err() {
+            if tx.send(req).await.is_err() {
                 return;
             }
         }
     });
-    rx
 }
 
 /// `tidepool reload`: refuse a bad config here, where the operator sees the errors,

@@ -50,7 +50,17 @@ pub struct ApiState {
     pub limits: Limits,
     /// Bounds concurrent queries to [`MAX_CONCURRENT_QUERIES`].
     pub permits: Arc<Semaphore>,
+    /// `POST /api/reload`: re-reads the config and applies it; None = not offered.
+    pub reload: Option<ReloadHook>,
 }
+
+/// Reloads the daemon's config; resolves to what happened, or why it was refused
+/// (the running config then stays).
+pub type ReloadHook = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl ApiState {
     /// State with default limits and no token; the lead fills the callbacks.
@@ -66,6 +76,7 @@ impl ApiState {
             token: None,
             limits: Limits::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+            reload: None,
         }
     }
 }
@@ -104,12 +115,33 @@ pub fn router(state: ApiState) -> Router {
             "/api/query",
             get(handlers::query_get).post(handlers::query_post),
         )
+        .route("/api/reload", axum::routing::post(reload))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .merge(guarded)
         .fallback(handlers::not_found)
         .with_state(state)
+}
+
+/// `POST /api/reload`: 200 `{"reloaded": true}`, or 400 with the config's errors
+/// (the running config stays), or 404 when the daemon offers no reload.
+async fn reload(State(state): State<ApiState>) -> Response {
+    let Some(hook) = &state.reload else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "reload is not available here"})),
+        )
+            .into_response();
+    };
+    match hook().await {
+        Ok(()) => axum::Json(serde_json::json!({"reloaded": true})).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"reloaded": false, "error": e})),
+        )
+            .into_response(),
+    }
 }
 
 /// Refuses a request without the configured bearer token (401, JSON).

@@ -2,7 +2,6 @@
 //! queries read, through `tidepool query` and the HTTP API.
 
 use crate::util::*;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 fn store_config() -> String {
@@ -12,26 +11,8 @@ fn store_config() -> String {
     )
 }
 
-/// A plain HTTP/1.1 GET; returns (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = connect(addr);
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http(addr, "GET", path)
 }
 
 fn query(d: &TestDaemon, db: &str, sql: &str, extra: &[&str]) -> String {
