@@ -418,6 +418,15 @@ impl OutputBuffer {
         };
         let timed_out = tokio::time::timeout(timeout, work).await.is_err();
         self.stop_tasks(&workers);
+        // Wait for the aborted tasks too, so no flush or inbox scan of this buffer is
+        // still touching its directory once shutdown returns.
+        // (A worker awaited to completion above must not be polled again.)
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in workers.into_iter().chain(tasks) {
+            if !t.is_finished() {
+                let _ = t.await;
+            }
+        }
         let st = shared.lock();
         let report = ShutdownReport {
             remaining_chunks: st.queue.len(),
