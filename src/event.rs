@@ -37,6 +37,22 @@ impl EventTime {
     }
 }
 
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01, proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`): the one calendar conversion tidepool needs,
+/// for stdout lines and HTTP `Date` headers, without a date-time dependency.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// What a batch carries, from Fluent Bit's `fluent_signal` option (reference, section 4).
 ///
 /// Only logs are `[time, record]` entries; metrics and traces are opaque cmetrics or

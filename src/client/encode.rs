@@ -89,13 +89,13 @@ pub fn encode_frame(mode: Mode, tag: &str, events: &[Event], ack: bool) -> anyho
                 );
             };
             write_array_len(&mut out, len + 1);
-            write_str(&mut out, tag);
+            crate::msgpack::write::str(&mut out, tag);
             event.time.encode(&mut out);
             write_record(&mut out, &event.record)?;
         }
         Mode::Forward => {
             write_array_len(&mut out, len);
-            write_str(&mut out, tag);
+            crate::msgpack::write::str(&mut out, tag);
             write_array_len(&mut out, events.len());
             for event in events {
                 write_entry(&mut out, event)?;
@@ -113,7 +113,7 @@ pub fn encode_frame(mode: Mode, tag: &str, events: &[Event], ack: bool) -> anyho
                 entries = gz.finish().context("gzip of entries")?;
             }
             write_array_len(&mut out, len);
-            write_str(&mut out, tag);
+            crate::msgpack::write::str(&mut out, tag);
             write_bin(&mut out, &entries);
         }
     }
@@ -157,23 +157,6 @@ pub(crate) fn write_array_len(out: &mut Vec<u8>, len: usize) {
         out.push(0xdd);
         out.extend_from_slice(&(len as u32).to_be_bytes());
     }
-}
-
-/// A MessagePack str in its shortest form.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if let Ok(n) = u8::try_from(len) {
-        out.extend_from_slice(&[0xd9, n]);
-    } else if let Ok(n) = u16::try_from(len) {
-        out.push(0xda);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// A MessagePack bin in its shortest form.

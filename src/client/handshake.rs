@@ -84,7 +84,7 @@ pub fn build_ping(helo: &ServerHelo, creds: &Credentials<'_>) -> (Vec<u8>, Strin
         username,
         &password_digest,
     ] {
-        super::encode::write_str(&mut out, field);
+        crate::msgpack::write::str(&mut out, field);
     }
     (out, salt)
 }

@@ -47,6 +47,12 @@ pub fn f64(out: &mut Vec<u8>, v: f64) {
 
 /// Appends a str header for `len` bytes and the bytes.
 pub fn str(out: &mut Vec<u8>, s: &str) {
+    str_bytes(out, s.as_bytes());
+}
+
+/// Appends raw bytes as a MessagePack str, as msgpack-ruby and Fluent Bit do for
+/// values that need not be UTF-8 (a PING's salt, a tag taken from a bin).
+pub fn str_bytes(out: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     if n < 32 {
         out.push(0xa0 | n as u8);
@@ -59,7 +65,7 @@ pub fn str(out: &mut Vec<u8>, s: &str) {
         out.push(0xdb);
         out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(s);
 }
 
 /// Appends an array header (`map == false`) or map header for `n` items.

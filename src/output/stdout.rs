@@ -102,7 +102,7 @@ pub fn write_time_utc(t: EventTime, out: &mut Vec<u8>) {
     let nanos = t.nanos % 1_000_000_000;
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::event::civil_from_days(days);
     // Writing to a Vec cannot fail.
     let _ = write!(
         out,
@@ -111,18 +111,4 @@ pub fn write_time_utc(t: EventTime, out: &mut Vec<u8>) {
         sod % 3600 / 60,
         sod % 60
     );
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }

@@ -1,7 +1,7 @@
 //! Adds keys to every map record of a batch (`source_address_key`,
 //! `source_hostname_key`) by rewriting map headers, without decoding values.
 
-use crate::msgpack::{ScanError, entries};
+use crate::msgpack::{ScanError, entries, write};
 use bytes::Bytes;
 
 /// Returns the entries with `extra` keys prepended to every map record; other records
@@ -17,11 +17,10 @@ pub fn add_keys(buf: &Bytes, extra: &[(&str, String)]) -> Result<Bytes, ScanErro
         // raw = array header, time, record: copy everything before the record as is.
         let before = entry.raw.len().saturating_sub(entry.record.len());
         out.extend_from_slice(&entry.raw[..before]);
-        let added = extra.len() as u64;
-        write_map_header(&mut out, u64::from(pairs) + added);
+        write::container(&mut out, pairs as usize + extra.len(), true);
         for (k, v) in extra {
-            write_str(&mut out, k);
-            write_str(&mut out, v);
+            write::str(&mut out, k);
+            write::str(&mut out, v);
         }
         out.extend_from_slice(&entry.record[header_len..]);
     }
@@ -42,15 +41,4 @@ pub fn map_header(value: &[u8]) -> Option<(u32, usize)> {
         }
         _ => None,
     }
-}
-
-/// Writes the shortest map header for `n` pairs (saturating at map32's maximum).
-fn write_map_header(out: &mut Vec<u8>, n: u64) {
-    // Writing into a Vec cannot fail.
-    let _ = rmp::encode::write_map_len(out, n.min(u64::from(u32::MAX)) as u32);
-}
-
-/// Writes a str with the shortest header.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    let _ = rmp::encode::write_str(out, s);
 }

@@ -48,13 +48,13 @@ impl Helo {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(65);
         out.push(0x92);
-        write_str(&mut out, b"HELO");
+        crate::msgpack::write::str_bytes(&mut out, b"HELO");
         out.push(0x83);
-        write_str(&mut out, b"nonce");
+        crate::msgpack::write::str_bytes(&mut out, b"nonce");
         write_bin(&mut out, &self.nonce);
-        write_str(&mut out, b"auth");
+        crate::msgpack::write::str_bytes(&mut out, b"auth");
         write_bin(&mut out, &self.auth);
-        write_str(&mut out, b"keepalive");
+        crate::msgpack::write::str_bytes(&mut out, b"keepalive");
         out.push(if self.keepalive { 0xc3 } else { 0xc2 });
         out
     }
@@ -130,11 +130,11 @@ pub fn answer_ping(
     ]);
     let mut pong = Vec::with_capacity(48 + security.self_hostname.len() + server_digest.len());
     pong.push(0x95);
-    write_str(&mut pong, b"PONG");
+    crate::msgpack::write::str_bytes(&mut pong, b"PONG");
     pong.push(0xc3);
-    write_str(&mut pong, b"");
-    write_str(&mut pong, security.self_hostname.as_bytes());
-    write_str(&mut pong, server_digest.as_bytes());
+    crate::msgpack::write::str_bytes(&mut pong, b"");
+    crate::msgpack::write::str_bytes(&mut pong, security.self_hostname.as_bytes());
+    crate::msgpack::write::str_bytes(&mut pong, server_digest.as_bytes());
     PingOutcome {
         pong,
         client_hostname: hostname,
@@ -227,33 +227,16 @@ fn raw_bytes(value: rmpv::Value) -> Option<Vec<u8>> {
 fn refuse(reason: String, client_hostname: Option<String>) -> PingOutcome {
     let mut pong = Vec::with_capacity(16 + reason.len());
     pong.push(0x95);
-    write_str(&mut pong, b"PONG");
+    crate::msgpack::write::str_bytes(&mut pong, b"PONG");
     pong.push(0xc2);
-    write_str(&mut pong, reason.as_bytes());
-    write_str(&mut pong, b"");
-    write_str(&mut pong, b"");
+    crate::msgpack::write::str_bytes(&mut pong, reason.as_bytes());
+    crate::msgpack::write::str_bytes(&mut pong, b"");
+    crate::msgpack::write::str_bytes(&mut pong, b"");
     PingOutcome {
         pong,
         client_hostname,
         result: Err(reason),
     }
-}
-
-/// A MessagePack str in its shortest form, as msgpack-ruby writes it.
-fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if let Ok(n) = u8::try_from(len) {
-        out.extend_from_slice(&[0xd9, n]);
-    } else if let Ok(n) = u16::try_from(len) {
-        out.push(0xda);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    out.extend_from_slice(s);
 }
 
 /// A MessagePack bin8 (the salts are 16 bytes).

@@ -69,7 +69,7 @@ pub fn date_header(now: SystemTime) -> String {
         .map_or(0, |d| d.as_secs() as i64);
     let days = secs.div_euclid(86_400);
     let in_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::event::civil_from_days(days);
     let weekday = DAYS
         .get(days.rem_euclid(7) as usize)
         .copied()
@@ -84,21 +84,6 @@ pub fn date_header(now: SystemTime) -> String {
         in_day % 3600 / 60,
         in_day % 60
     )
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// What an answer to an import means (reference, section 7).
