@@ -79,3 +79,33 @@ fn route_explains_filters_match_and_outputs() {
         "shows the filtered record: {text}"
     );
 }
+
+#[test]
+fn one_match_copies_to_several_outputs_and_unmatched_tags_are_counted_once_logged() {
+    let cfg = plain_config("")
+        .replace("pattern = \"**\"", "pattern = \"copy.**\"")
+        .replace("outputs = [\"out\"]", "outputs = [\"out\", \"second\"]")
+        + "\n[output.second]\ntype = \"file\"\npath = \"second/${tag}.jsonl\"\n";
+    let d = TestDaemon::start(&cfg);
+    let mut s = connect(d.addr(0));
+    let rec = rmpv::Value::Map(vec![("v".into(), 1.into())]);
+    for (tag, chunk) in [("copy.me", "a"), ("nowhere.tag", "b"), ("nowhere.tag", "c")] {
+        s.write_all(&message_with_ack(tag, &rec, chunk))
+            .expect("write");
+        assert_eq!(read_n(&mut s, ack_for(chunk).len()), ack_for(chunk));
+    }
+    assert_eq!(d.wait_records("data/out/copy.me.jsonl", 1)[0]["v"], 1);
+    assert_eq!(d.wait_records("data/second/copy.me.jsonl", 1)[0]["v"], 1);
+    d.wait_log("no [[match]] matches this tag");
+    assert_eq!(
+        d.stderr().matches("no [[match]] matches this tag").count(),
+        1,
+        "logged once per tag"
+    );
+    let (status, metrics) = http(d.api_addr(), "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tidepool_router_unmatched_events_total{tag=\"nowhere.tag\"} 2"),
+        "{metrics}"
+    );
+}
