@@ -31,13 +31,28 @@ struct Shared {
     errors: Mutex<BTreeMap<ErrorKind, u64>>,
 }
 
+/// Ack latencies in microseconds, 1 µs to 1 hour at 3 significant digits.
+type Latency = hdrhistogram::Histogram<u64>;
+
+fn latency() -> Latency {
+    Latency::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
 /// What one connection saw acked.
-#[derive(Default)]
 struct Outcome {
-    /// Ack latency per acked message, microseconds.
-    lat_us: Vec<u64>,
+    /// Ack latency per acked message.
+    lat: Latency,
     /// Acked seq ranges, half-open.
     acked: Vec<(u64, u64)>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome {
+            lat: latency(),
+            acked: Vec::new(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,7 +164,7 @@ async fn churn(sh: Arc<Shared>, conn: usize) -> Outcome {
         match result {
             Ok(()) => {
                 if !sh.args.no_ack {
-                    out.lat_us.push(elapsed_us(t0));
+                    out.lat.saturating_record(elapsed_us(t0));
                     out.acked.push((seq, seq + sh.per_msg));
                 }
             }
@@ -203,7 +218,7 @@ async fn persistent(sh: Arc<Shared>, conn: usize) -> Outcome {
                 let mut p = lock(&pending);
                 for k in &acks {
                     if let Some((t0, seq)) = p.remove(k) {
-                        out.lat_us.push(elapsed_us(t0));
+                        out.lat.saturating_record(elapsed_us(t0));
                         out.acked.push((seq, seq + sh.per_msg));
                         window.add_permits(1);
                     }
@@ -258,12 +273,11 @@ async fn persistent(sh: Arc<Shared>, conn: usize) -> Outcome {
     reader.await.unwrap_or_default()
 }
 
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    let Some(last) = sorted.len().checked_sub(1) else {
+fn pct(lat: &Latency, q: f64) -> f64 {
+    if lat.is_empty() {
         return 0.0;
-    };
-    let i = ((last as f64) * p).round() as usize;
-    sorted.get(i.min(last)).copied().unwrap_or(0) as f64 / 1000.0
+    }
+    lat.value_at_quantile(q) as f64 / 1000.0
 }
 
 /// Runs the load and prints the report.
@@ -311,11 +325,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let mut lat = Vec::new();
+    let mut lat = latency();
     let mut acked_ranges = Vec::new();
     for t in tasks {
         let o = t.await.unwrap_or_default();
-        lat.extend(o.lat_us);
+        let _ = lat.add(&o.lat);
         acked_ranges.extend(o.acked);
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -323,9 +337,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let (Some(path), Some(run)) = (&args.acked_out, &args.seq) {
         crate::verify::write_acked(path, run, acked_ranges)?;
     }
-    lat.sort_unstable();
     let events = sh.sent_msgs.load(Ordering::Relaxed) * per_msg;
-    let acked = lat.len() as u64 * per_msg;
+    let acked = lat.len() * per_msg;
     let bytes = sh.bytes.load(Ordering::Relaxed);
     let eps = if args.no_ack { events } else { acked } as f64 / elapsed;
     let mbps = bytes as f64 / elapsed / 1e6;
@@ -333,7 +346,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         pct(&lat, 0.5),
         pct(&lat, 0.99),
         pct(&lat, 0.999),
-        pct(&lat, 1.0),
+        lat.max() as f64 / 1000.0,
     );
     let errors_by_kind: BTreeMap<String, u64> = lock(&sh.errors)
         .iter()
