@@ -296,3 +296,118 @@ fn the_shared_key_handshake_runs_on_each_connection() {
     assert_eq!(report["acked"], 0, "{report}");
     assert_eq!(report["errors_by_kind"]["Handshake"], 2, "{report}");
 }
+
+/// Runs `load verify --json` with `source` args until it passes (the sink may still be
+/// flushing), returning the last report; panics with it after the patience runs out.
+fn verify_eventually(bin: &Path, run: &str, acked: &Path, source: &[&str]) -> serde_json::Value {
+    let acked = acked.to_string_lossy();
+    let mut last = serde_json::Value::Null;
+    let passed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(&format!("verify {source:?} to pass"), || {
+            let mut args = vec!["verify", "--json", "--run", run, "--acked", &acked];
+            args.extend_from_slice(source);
+            let out = load(bin, &args);
+            last = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            out.status.success().then_some(())
+        })
+    }));
+    assert!(passed.is_ok(), "verify never passed; last report: {last}");
+    last
+}
+
+#[test]
+fn verify_reads_the_store() {
+    let Some(bin) = load_bin() else { return };
+    let cfg = plain_config("").replace(
+        "type = \"file\"\npath = \"out/${tag}.jsonl\"\ntime_key = \"time\"",
+        "type = \"store\"\nbuffer = { flush_interval = \"200ms\" }",
+    );
+    let d = TestDaemon::start(&cfg);
+    let acked = d.dir.join("store.acked");
+    let addr = d.addr(0).to_string();
+    let report = run_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--events",
+            "500",
+            "--batch",
+            "100",
+            "--tag",
+            "td.bench.cpu_info",
+            "--seq",
+            "r-store",
+            "--acked-out",
+            &acked.to_string_lossy(),
+        ],
+    );
+    assert_eq!(report["acked"], 500, "{report}");
+    let db = d.dir.join("data/store/bench.sqlite");
+    wait_for("the store database", || db.exists().then_some(()));
+    let db = db.to_string_lossy();
+    let report = verify_eventually(
+        &bin,
+        "r-store",
+        &acked,
+        &["--store", &db, "--table", "cpu_info"],
+    );
+    assert_eq!(report["received"], 500, "{report}");
+}
+
+#[test]
+fn verify_reads_the_td_mock_report() {
+    let Some(bin) = load_bin() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let report_file = tmp.path().join("td-rows.jsonl");
+    let mut mock = Command::new(&bin)
+        .args(["td-mock", "--report", &report_file.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn load td-mock");
+    let mut first = String::new();
+    let _ = BufReader::new(mock.stdout.take().expect("stdout")).read_line(&mut first);
+    let url = first
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(url.starts_with("http"), "td-mock printed {first:?}");
+    let cfg = plain_config("").replace(
+        "type = \"file\"\npath = \"out/${tag}.jsonl\"\ntime_key = \"time\"",
+        &format!(
+            "type = \"td\"\napikey = \"1/mock0123456789abcdef\"\nendpoint = \"{url}\"\napi_endpoint = \"{url}\"\nbuffer = {{ flush_interval = \"200ms\" }}"
+        ),
+    );
+    let d = TestDaemon::start(&cfg);
+    let acked = d.dir.join("td.acked");
+    let addr = d.addr(0).to_string();
+    let report = run_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--events",
+            "400",
+            "--batch",
+            "100",
+            "--tag",
+            "td.bench.cpu_info",
+            "--seq",
+            "r-td",
+            "--acked-out",
+            &acked.to_string_lossy(),
+        ],
+    );
+    assert_eq!(report["acked"], 400, "{report}");
+    let rf = report_file.to_string_lossy();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        verify_eventually(&bin, "r-td", &acked, &["--td-mock-report", &rf])
+    }));
+    let _ = mock.kill();
+    let _ = mock.wait();
+    let report = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert_eq!(report["received"], 400, "{report}");
+}
