@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-/// How long to wait for outstanding acks once sending stopped.
-const DRAIN: Duration = Duration::from_secs(30);
-
 struct Shared {
     args: RunArgs,
     dialer: Dialer,
@@ -29,6 +26,7 @@ struct Shared {
     bytes: AtomicU64,
     connections: AtomicU64,
     errors: Mutex<BTreeMap<ErrorKind, u64>>,
+    ack_timeout: Duration,
 }
 
 /// Ack latencies in microseconds, 1 µs to 1 hour at 3 significant digits.
@@ -144,7 +142,7 @@ async fn churn(sh: Arc<Shared>, conn: usize) -> Outcome {
                 let mut buf = BytesMut::with_capacity(128);
                 let mut acks = Vec::new();
                 while acks.is_empty() {
-                    let n = tokio::time::timeout(DRAIN, s.read_buf(&mut buf))
+                    let n = tokio::time::timeout(sh.ack_timeout, s.read_buf(&mut buf))
                         .await
                         .map_err(|_| Failed(ErrorKind::AckTimeout, anyhow::anyhow!("no ack")))?
                         .map_err(|e| Failed(ErrorKind::Read, e.into()))?;
@@ -195,6 +193,9 @@ async fn persistent(sh: Arc<Shared>, conn: usize) -> Outcome {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let window = Arc::new(Semaphore::new(inflight));
     let pending = Arc::new(Mutex::new(HashMap::<u64, (Instant, u64)>::new()));
+    // Tells the reader to stop once the acks are in (or will not come): a server that
+    // never closes must not hold the run.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let reader = {
         let (window, pending, sh) = (window.clone(), pending.clone(), sh.clone());
         tokio::spawn(async move {
@@ -205,7 +206,11 @@ async fn persistent(sh: Arc<Shared>, conn: usize) -> Outcome {
             let mut buf = BytesMut::with_capacity(4096);
             let mut acks = Vec::new();
             loop {
-                match rd.read_buf(&mut buf).await {
+                let read = tokio::select! {
+                    r = rd.read_buf(&mut buf) => r,
+                    _ = &mut stopped => return out,
+                };
+                match read {
                     Ok(0) => return out,
                     Err(e) => {
                         sh.error(&Failed(ErrorKind::Read, e.into()));
@@ -257,18 +262,20 @@ async fn persistent(sh: Arc<Shared>, conn: usize) -> Outcome {
         sh.bytes.fetch_add(msg.len() as u64, Ordering::Relaxed);
     }
     if !sh.args.no_ack {
-        let drained = tokio::time::timeout(DRAIN, window.acquire_many(inflight as u32)).await;
+        let drained =
+            tokio::time::timeout(sh.ack_timeout, window.acquire_many(inflight as u32)).await;
         let left = lock(&pending).len();
         if drained.is_err() && left > 0 {
             sh.error(&Failed(
                 ErrorKind::AckTimeout,
                 anyhow::anyhow!(
-                    "{left} messages unacked {} s after sending stopped",
-                    DRAIN.as_secs()
+                    "{left} messages unacked {:?} after sending stopped",
+                    sh.ack_timeout
                 ),
             ));
         }
     }
+    let _ = stop.send(());
     let _ = wr.shutdown().await;
     reader.await.unwrap_or_default()
 }
@@ -293,6 +300,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         args.batch.max(1) as u64
     };
+    let ack_timeout = Duration::try_from_secs_f64(args.ack_timeout).map_err(|_| {
+        anyhow::anyhow!(
+            "--ack-timeout {} must be a non-negative number of seconds",
+            args.ack_timeout
+        )
+    })?;
     let tags = tag_list(&args.tag, args.tags.as_deref(), args.tag_count)?;
     let dialer = Dialer::new(&args)?;
     let start = Instant::now();
@@ -314,6 +327,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bytes: AtomicU64::new(0),
         connections: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
+        ack_timeout,
     });
     let tasks: Vec<_> = (0..sh.args.conns.max(1))
         .map(|c| {

@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Seconds to wait for an ack (per message with --reconnect, for the outstanding
+    /// acks once sending stopped otherwise) before counting an AckTimeout.
+    #[arg(long, default_value_t = 30.0)]
+    pub ack_timeout: f64,
     /// Unacked messages allowed per connection.
     #[arg(long, default_value_t = 4)]
     pub inflight: usize,

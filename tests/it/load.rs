@@ -411,3 +411,54 @@ fn verify_reads_the_td_mock_report() {
     let report = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
     assert_eq!(report["received"], 400, "{report}");
 }
+
+#[test]
+fn tls_with_a_pinned_ca_or_insecure_and_one_connection_per_message() {
+    let Some(bin) = load_bin() else { return };
+    let d = TestDaemon::start(&plain_config(
+        r#"tls = { generate = true, common_name = ["127.0.0.1", "localhost"] }"#,
+    ));
+    let addr = d.addr(0).to_string();
+    let ca = d.dir.join("certs/ca.pem");
+    let ca = ca.to_string_lossy();
+    let pinned = run_json(
+        &bin,
+        &[
+            "--addr", &addr, "--ca", &ca, "--events", "300", "--batch", "100", "--tag", "load.tls",
+        ],
+    );
+    assert_eq!(pinned["acked"], 300, "{pinned}");
+    let churn = run_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--insecure",
+            "--reconnect",
+            "--events",
+            "20",
+            "--batch",
+            "10",
+            "--tag",
+            "load.tls",
+        ],
+    );
+    assert_eq!(churn["acked"], 20, "{churn}");
+    assert_eq!(d.wait_records("data/out/load.tls.jsonl", 320).len(), 320);
+    // Plain TCP to a TLS port fails at the first ack, reported by kind.
+    let plain = run_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--events",
+            "100",
+            "--batch",
+            "100",
+            "--ack-timeout",
+            "1",
+        ],
+    );
+    assert_eq!(plain["acked"], 0, "{plain}");
+    assert!(plain["errors"].as_u64().is_some_and(|n| n > 0), "{plain}");
+}
