@@ -129,7 +129,7 @@ pub struct Report {
 pub fn compare(acked: &[(u64, u64)], mut seen: Vec<u64>) -> Report {
     seen.sort_unstable();
     let mut r = Report {
-        acked: acked.iter().map(|(s, e)| e - s).sum(),
+        acked: acked.iter().fold(0u64, |n, (s, e)| n.saturating_add(e - s)),
         received: seen.len() as u64,
         lost: 0,
         duplicated: 0,
@@ -145,18 +145,22 @@ pub fn compare(acked: &[(u64, u64)], mut seen: Vec<u64>) -> Report {
         }
     }
     seen.dedup();
-    let mut i = 0;
     for &(s, e) in acked {
-        for q in s..e {
-            while seen.get(i).is_some_and(|&x| x < q) {
-                i += 1;
+        let lo = seen.partition_point(|&x| x < s);
+        let hi = seen.partition_point(|&x| x < e);
+        let present = seen.get(lo..hi).unwrap_or_default();
+        r.lost = r.lost.saturating_add((e - s) - present.len() as u64);
+        // The first few missing numbers: the gaps before, between and after `present`.
+        let mut want = s;
+        for &x in present.iter().chain(std::iter::once(&e)) {
+            while want < x && r.lost_examples.len() < 10 {
+                r.lost_examples.push(want);
+                want += 1;
             }
-            if seen.get(i) != Some(&q) {
-                r.lost += 1;
-                if r.lost_examples.len() < 10 {
-                    r.lost_examples.push(q);
-                }
+            if r.lost_examples.len() >= 10 {
+                break;
             }
+            want = x + 1;
         }
     }
     r
