@@ -80,20 +80,23 @@ impl Shared {
             eprintln!("{:?}: {:#}", f.0, f.1);
         }
     }
+}
 
-    fn templates(&self, conn: usize) -> anyhow::Result<Vec<Template>> {
-        let spec = Spec {
-            mode: self.args.mode,
-            shape: &self.args.shape,
-            events: self.per_msg as usize,
-            ack: !self.args.no_ack,
-            run: self.args.seq.as_deref(),
-        };
-        self.tags
-            .iter()
-            .map(|t| Template::new(&spec, t, conn))
-            .collect()
-    }
+/// Encodes connection `conn`'s templates, one per tag; done before the clock starts.
+fn encode_templates(
+    args: &RunArgs,
+    per_msg: u64,
+    tags: &[String],
+    conn: usize,
+) -> anyhow::Result<Vec<Template>> {
+    let spec = Spec {
+        mode: args.mode,
+        shape: &args.shape,
+        events: per_msg as usize,
+        ack: !args.no_ack,
+        run: args.seq.as_deref(),
+    };
+    tags.iter().map(|t| Template::new(&spec, t, conn)).collect()
 }
 
 async fn wait_due(due: Option<Instant>) -> Instant {
@@ -111,15 +114,8 @@ fn elapsed_us(t: Instant) -> u64 {
 }
 
 /// One connection per message: connect, send, read the ack, close.
-async fn churn(sh: Arc<Shared>, conn: usize) -> Outcome {
+async fn churn(sh: Arc<Shared>, conn: usize, mut templates: Vec<Template>) -> Outcome {
     let mut out = Outcome::default();
-    let mut templates = match sh.templates(conn) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("encoding: {e:#}");
-            return out;
-        }
-    };
     let ntags = templates.len();
     while let Some((i, due)) = sh.claim() {
         let t0 = wait_due(due).await;
@@ -173,14 +169,7 @@ async fn churn(sh: Arc<Shared>, conn: usize) -> Outcome {
 }
 
 /// One long-lived connection with up to `--inflight` unacked messages.
-async fn persistent(sh: Arc<Shared>, conn: usize) -> Outcome {
-    let mut templates = match sh.templates(conn) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("encoding: {e:#}");
-            return Outcome::default();
-        }
-    };
+async fn persistent(sh: Arc<Shared>, conn: usize, mut templates: Vec<Template>) -> Outcome {
     let stream = match sh.dialer.open().await {
         Ok(s) => s,
         Err(f) => {
@@ -308,14 +297,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let tags = tag_list(&args.tag, args.tags.as_deref(), args.tag_count)?;
     let dialer = Dialer::new(&args)?;
-    let start = Instant::now();
     let duration = match (args.duration, args.events) {
-        (Some(d), _) => Some(d),
-        (None, None) => Some(10.0),
+        (Some(d), _) => Some(Duration::try_from_secs_f64(d).map_err(|_| {
+            anyhow::anyhow!("--duration {d} must be a non-negative number of seconds")
+        })?),
+        (None, None) => Some(Duration::from_secs(10)),
         (None, Some(_)) => None,
     };
+    let conns = args.conns.max(1);
+    let mut templates = (0..conns)
+        .map(|c| encode_templates(&args, per_msg, &tags, c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let start = Instant::now();
     let sh = Arc::new(Shared {
-        deadline: duration.map(|d| start + Duration::from_secs_f64(d.max(0.0))),
+        deadline: duration.map(|d| start + d),
         total_msgs: args.events.map(|e| e.div_ceil(per_msg)),
         args,
         dialer,
@@ -329,13 +324,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         errors: Mutex::new(BTreeMap::new()),
         ack_timeout,
     });
-    let tasks: Vec<_> = (0..sh.args.conns.max(1))
-        .map(|c| {
+    let tasks: Vec<_> = templates
+        .drain(..)
+        .enumerate()
+        .map(|(c, t)| {
             let sh = sh.clone();
             if sh.args.reconnect {
-                tokio::spawn(churn(sh, c))
+                tokio::spawn(churn(sh, c, t))
             } else {
-                tokio::spawn(persistent(sh, c))
+                tokio::spawn(persistent(sh, c, t))
             }
         })
         .collect();
