@@ -11,12 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// What kind of failure, for the errors-by-kind report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
+    /// TCP connect failed.
     Connect,
+    /// The TLS handshake failed.
     Tls,
+    /// The shared-key handshake failed (refused, or the server proved no key).
     Handshake,
+    /// Sending a frame failed.
     Write,
+    /// Reading replies failed.
     Read,
+    /// The server closed the connection before acking.
     ClosedBeforeAck,
+    /// No ack within `--ack-timeout`.
     AckTimeout,
 }
 
@@ -35,6 +42,7 @@ pub struct Dialer {
 }
 
 impl Dialer {
+    /// Builds the TLS config once, from `--ca` / `--insecure`.
     pub fn new(args: &RunArgs) -> anyhow::Result<Dialer> {
         let tls = if args.ca.is_some() || args.insecure {
             let t = ClientTls {

@@ -56,9 +56,13 @@ enum Cmd {
 /// How events are framed (forward protocol reference, section 3).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum Mode {
+    /// `[tag, time, record, options]`: one event per frame.
     Message,
+    /// `[tag, [[time, record], ...], options]`.
     Forward,
+    /// `[tag, bin(entries), options]`.
     Packed,
+    /// Packed with the entries gzipped.
     Compressed,
 }
 
@@ -113,6 +117,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "cpu")]
     pub shape: template::Shape,
     /// Run id: every record gets `run` (this) and `seq` (unique across connections).
+    /// Seq numbers are patched into the pre-encoded bytes; only `compressed` must gzip
+    /// each message again, so there the tool's own cost is part of the measurement.
     #[arg(long)]
     pub seq: Option<String>,
     /// Write the acked sequence numbers (half-open ranges) here, for `verify`.

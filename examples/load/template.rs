@@ -124,10 +124,13 @@ pub fn tag_list(
 
 /// What every template of a run shares.
 pub struct Spec<'a> {
+    /// How events are framed.
     pub mode: Mode,
+    /// What each record looks like.
     pub shape: &'a Shape,
     /// Events per message (forced to 1 in `message` mode by the caller).
     pub events: usize,
+    /// Whether frames carry a `chunk` option (ask for an ack).
     pub ack: bool,
     /// `Some(run id)` adds `run` and `seq` to every record.
     pub run: Option<&'a str>,

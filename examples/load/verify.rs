@@ -117,11 +117,17 @@ fn read_store(db: &Path, table: &str, run: &str, seen: &mut Vec<u64>) -> anyhow:
 
 /// What verification found.
 pub struct Report {
+    /// Sequence numbers the run saw acked.
     pub acked: u64,
+    /// Records of the run the sink holds (duplicates and unacked ones included).
     pub received: u64,
+    /// Acked numbers the sink does not hold: a broken durability promise.
     pub lost: u64,
+    /// Extra copies of numbers the sink holds more than once.
     pub duplicated: u64,
+    /// The first few lost numbers, to look for.
     pub lost_examples: Vec<u64>,
+    /// The first few duplicated numbers.
     pub duplicated_examples: Vec<u64>,
 }
 
