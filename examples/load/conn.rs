@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Write,
     /// Reading replies failed.
     Read,
+    /// The server answered something other than an ack.
+    BadReply,
     /// The server closed the connection before acking.
     ClosedBeforeAck,
     /// No ack within `--ack-timeout`.
@@ -127,21 +129,38 @@ async fn handshake(s: &mut Box<dyn Io>, creds: &Credentials<'_>) -> anyhow::Resu
 }
 
 /// Takes complete `{"ack": chunk}` replies from the front of `buf` and returns each
-/// chunk id's message counter (its last 16 hex digits).
-pub fn take_acks(buf: &mut BytesMut, out: &mut Vec<u64>) {
+/// chunk id's message counter (its last 16 hex digits). Anything else from the server is
+/// an error naming what it looks like.
+pub fn take_acks(buf: &mut BytesMut, out: &mut Vec<u64>) -> anyhow::Result<()> {
+    const PREFIX: &[u8] = b"\x81\xa3ack";
     loop {
-        // 0x81 0xa3 "ack" then a str header.
+        let head = &buf[..buf.len().min(PREFIX.len())];
+        if head != &PREFIX[..head.len()] {
+            if buf.starts_with(b"\x92\xa4HELO") {
+                bail!(
+                    "the server sent HELO: it expects the shared-key handshake (give --shared-key)"
+                );
+            }
+            bail!(
+                "the server sent {} bytes that are not an ack reply, starting {:02x?}",
+                buf.len(),
+                &buf[..buf.len().min(16)]
+            );
+        }
         if buf.len() < 6 {
-            return;
+            return Ok(());
         }
         let (hdr, len) = match buf[5] {
             b @ 0xa0..=0xbf => (1, (b & 0x1f) as usize),
             0xd9 if buf.len() >= 7 => (2, buf[6] as usize),
-            _ => return,
+            0xd9 => return Ok(()),
+            other => {
+                bail!("the server's ack reply has a chunk of type 0x{other:02x}, not a string")
+            }
         };
         let total = 5 + hdr + len;
         if buf.len() < total {
-            return;
+            return Ok(());
         }
         let reply = buf.split_to(total);
         let chunk = &reply[5 + hdr..];

@@ -148,7 +148,7 @@ async fn churn(sh: Arc<Shared>, conn: usize, mut templates: Vec<Template>) -> Ou
                             anyhow::anyhow!("closed before the ack"),
                         ));
                     }
-                    take_acks(&mut buf, &mut acks);
+                    take_acks(&mut buf, &mut acks).map_err(|e| Failed(ErrorKind::BadReply, e))?;
                 }
             }
             let _ = s.shutdown().await;
@@ -200,15 +200,28 @@ async fn persistent(sh: Arc<Shared>, conn: usize, mut templates: Vec<Template>) 
                     _ = &mut stopped => return out,
                 };
                 match read {
-                    Ok(0) => return out,
+                    Ok(0) => {
+                        let left = lock(&pending).len();
+                        if left > 0 {
+                            sh.error(&Failed(
+                                ErrorKind::ClosedBeforeAck,
+                                anyhow::anyhow!(
+                                    "the server closed the connection with {left} messages unacked"
+                                ),
+                            ));
+                        }
+                        window.close();
+                        return out;
+                    }
                     Err(e) => {
                         sh.error(&Failed(ErrorKind::Read, e.into()));
+                        window.close();
                         return out;
                     }
                     Ok(_) => {}
                 }
                 acks.clear();
-                take_acks(&mut buf, &mut acks);
+                let taken = take_acks(&mut buf, &mut acks);
                 let mut p = lock(&pending);
                 for k in &acks {
                     if let Some((t0, seq)) = p.remove(k) {
@@ -216,6 +229,12 @@ async fn persistent(sh: Arc<Shared>, conn: usize, mut templates: Vec<Template>) 
                         out.acked.push((seq, seq + sh.per_msg));
                         window.add_permits(1);
                     }
+                }
+                drop(p);
+                if let Err(e) = taken {
+                    sh.error(&Failed(ErrorKind::BadReply, e));
+                    window.close();
+                    return out;
                 }
             }
         })

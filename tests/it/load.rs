@@ -295,6 +295,27 @@ fn the_shared_key_handshake_runs_on_each_connection() {
     );
     assert_eq!(report["acked"], 0, "{report}");
     assert_eq!(report["errors_by_kind"]["Handshake"], 2, "{report}");
+    // Without a key the server's HELO is not mistaken for an ack.
+    let report = run_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--events",
+            "100",
+            "--batch",
+            "100",
+            "--ack-timeout",
+            "5",
+        ],
+    );
+    assert_eq!(report["acked"], 0, "{report}");
+    assert!(
+        report["errors_by_kind"]["BadReply"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{report}"
+    );
 }
 
 /// Runs `load verify --json` with `source` args until it passes (the sink may still be
