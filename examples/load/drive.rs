@@ -71,6 +71,11 @@ impl Shared {
             .args
             .rate
             .map(|r| self.start + Duration::from_secs_f64((i * self.per_msg) as f64 / r));
+        if let (Some(due), Some(end)) = (due, self.deadline)
+            && due >= end
+        {
+            return None;
+        }
         Some((i, due))
     }
 
@@ -99,12 +104,16 @@ fn encode_templates(
     tags.iter().map(|t| Template::new(&spec, t, conn)).collect()
 }
 
+/// Waits for a message's scheduled time and returns the instant its latency counts
+/// from: the schedule when the sender is late (the server held it back: no coordinated
+/// omission), the wake-up when it had to sleep (the timer's own slack is not the server's).
 async fn wait_due(due: Option<Instant>) -> Instant {
     match due {
-        Some(d) => {
+        Some(d) if d > Instant::now() => {
             tokio::time::sleep_until(d.into()).await;
-            d
+            Instant::now()
         }
+        Some(d) => d,
         None => Instant::now(),
     }
 }
