@@ -483,3 +483,56 @@ fn tls_with_a_pinned_ca_or_insecure_and_one_connection_per_message() {
     assert_eq!(plain["acked"], 0, "{plain}");
     assert!(plain["errors"].as_u64().is_some_and(|n| n > 0), "{plain}");
 }
+
+#[test]
+fn every_shape_and_a_tag_list_reach_the_daemon_intact() {
+    let Some(bin) = load_bin() else { return };
+    let d = TestDaemon::start(&plain_config(""));
+    let addr = d.addr(0).to_string();
+    let shapes = ["cpu", "heap", "stack", "sys", "array", "bytes:300"];
+    for shape in shapes {
+        let report = run_json(
+            &bin,
+            &[
+                "--addr",
+                &addr,
+                "--shape",
+                shape,
+                "--tag-count",
+                "2",
+                "--events",
+                "200",
+                "--batch",
+                "50",
+                "--seq",
+                shape,
+            ],
+        );
+        assert_eq!(report["acked"], 200, "{shape}: {report}");
+    }
+    let total = 200 * shapes.len();
+    let records = wait_for(&format!("{total} records in td.bench.t0 and t1"), || {
+        let mut all = d.lines("data/out/td.bench.t0.jsonl");
+        let t1 = d.lines("data/out/td.bench.t1.jsonl");
+        (!t1.is_empty() && all.len() + t1.len() >= total).then(|| {
+            all.extend(t1);
+            all
+        })
+    });
+    assert_eq!(records.len(), total);
+    let of = |run: &str| -> serde_json::Value {
+        records
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+            .find(|v| v["run"] == run)
+            .unwrap_or_else(|| panic!("no record of shape {run}"))
+    };
+    assert_eq!(
+        of("array")["array"],
+        serde_json::json!(["sint", 0, 1, -1, -128, -32768, -2147483648i64])
+    );
+    assert_eq!(of("bytes:300")["data"].as_str().map(str::len), Some(300));
+    assert!(of("stack")["thread_id"].is_number());
+    assert!(of("sys")["compiler_version"].is_number());
+    assert!(of("cpu")["idle"].is_number());
+}
