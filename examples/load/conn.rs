@@ -41,6 +41,7 @@ pub struct Dialer {
     )>,
     shared_key: Option<String>,
     hostname: String,
+    user: Option<(String, String)>,
 }
 
 impl Dialer {
@@ -64,6 +65,7 @@ impl Dialer {
             tls,
             shared_key: args.shared_key.clone(),
             hostname: args.hostname.clone(),
+            user: args.username.clone().zip(args.password.clone()),
         })
     }
 
@@ -91,8 +93,8 @@ impl Dialer {
             let creds = Credentials {
                 self_hostname: &self.hostname,
                 shared_key: key,
-                username: None,
-                password: None,
+                username: self.user.as_ref().map(|(u, _)| u.as_str()),
+                password: self.user.as_ref().map(|(_, p)| p.as_str()),
             };
             handshake(&mut s, &creds)
                 .await

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Send load to a server.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// An ack-only server: reads frames, acks each `chunk`, discards the events.
     Sink {
         /// Address to listen on.
@@ -133,6 +133,12 @@ pub struct RunArgs {
     /// Run the shared-key handshake with this key on each connection.
     #[arg(long)]
     pub shared_key: Option<String>,
+    /// Username for servers with `user_auth` (with --password).
+    #[arg(long, requires = "password", requires = "shared_key")]
+    pub username: Option<String>,
+    /// Password for servers with `user_auth`.
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
     /// Hostname sent in PING (must differ from the server's).
     #[arg(long, default_value = "tidepool-load")]
     pub hostname: String,
@@ -152,15 +158,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Cmd::Run(RunArgs {
-        threads: Some(n), ..
-    }) = &cli.cmd
+    if let Cmd::Run(args) = &cli.cmd
+        && let Some(n) = args.threads
     {
-        rt.worker_threads((*n).max(1));
+        rt.worker_threads(n.max(1));
     }
     let rt = rt.enable_all().build()?;
     match cli.cmd {
-        Cmd::Run(args) => rt.block_on(drive::run(args)),
+        Cmd::Run(args) => rt.block_on(drive::run(*args)),
         Cmd::Sink { listen, tls_certs } => rt.block_on(sink::sink(listen, tls_certs)),
         Cmd::TdMock { report } => rt.block_on(sink::td_mock(report)),
         Cmd::Verify(args) => {

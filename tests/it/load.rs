@@ -536,3 +536,29 @@ fn every_shape_and_a_tag_list_reach_the_daemon_intact() {
     assert!(of("sys")["compiler_version"].is_number());
     assert!(of("cpu")["idle"].is_number());
 }
+
+#[test]
+fn user_auth_credentials_are_sent_in_the_handshake() {
+    let Some(bin) = load_bin() else { return };
+    let d = TestDaemon::start(&plain_config(
+        r#"security = { self_hostname = "receiver.tidepool.test", shared_key = "load-key", user_auth = true, users = [{ username = "bench", password = "bench-pass" }] }"#,
+    ));
+    let addr = d.addr(0).to_string();
+    let base = [
+        "--addr",
+        &addr,
+        "--shared-key",
+        "load-key",
+        "--events",
+        "100",
+        "--batch",
+        "100",
+    ];
+    let mut with_user = base.to_vec();
+    with_user.extend(["--username", "bench", "--password", "bench-pass"]);
+    let report = run_json(&bin, &with_user);
+    assert_eq!(report["acked"], 100, "{report}");
+    let report = run_json(&bin, &base);
+    assert_eq!(report["acked"], 0, "{report}");
+    assert_eq!(report["errors_by_kind"]["Handshake"], 2, "{report}");
+}
