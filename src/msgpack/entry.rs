@@ -189,6 +189,36 @@ pub fn read_entry<'a>(
     pos: usize,
     mut check: Option<&mut Scanner>,
 ) -> Result<(Entry<'a>, usize), ScanError> {
+    let (time, meta, mut cur) = read_head_and_time(buf, pos, check.as_deref_mut())?;
+    let rec = value(&mut cur, check)?;
+    let end = cur.pos;
+    let entry = Entry {
+        time,
+        metadata: meta.and_then(|(a, b)| buf.get(a..b)),
+        record: buf.get(rec..end).unwrap_or_default(),
+        raw: buf.get(pos..end).unwrap_or_default(),
+    };
+    Ok((entry, end))
+}
+
+/// The time of the validated entry at `pos` and where its record starts, without
+/// reading the record: for consumers that walk the record anyway (the JSON
+/// transcoder), so each record is read once on the flush path.
+pub fn entry_head(buf: &[u8], pos: usize) -> Result<(EventTime, usize), ScanError> {
+    let (time, _, cur) = read_head_and_time(buf, pos, None)?;
+    Ok((time, cur.pos))
+}
+
+/// An entry read up to its record: the time, the metadata's byte range (Fluent Bit 5's
+/// `[time, {metadata}]`), and a cursor at the record.
+type EntryHead<'a> = (EventTime, Option<(usize, usize)>, Cursor<'a>);
+
+/// Reads an entry's array header and its time (plain or `[time, {metadata}]`).
+fn read_head_and_time<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    check: Option<&mut Scanner>,
+) -> Result<EntryHead<'a>, ScanError> {
     let mut cur = Cursor { buf, pos };
     match cur.head()? {
         Head::Array(2) => {}
@@ -209,20 +239,12 @@ pub fn read_entry<'a>(
     let (time, metadata) = match peek.head()? {
         Head::Array(2) => {
             cur = peek;
-            let (t, (a, b)) = read_meta_time(&mut cur, check.as_deref_mut())?;
-            (t.time, buf.get(a..b))
+            let (t, range) = read_meta_time(&mut cur, check)?;
+            (t.time, Some(range))
         }
         _ => (read_time(&mut cur)?.time, None),
     };
-    let rec = value(&mut cur, check)?;
-    let end = cur.pos;
-    let entry = Entry {
-        time,
-        metadata,
-        record: buf.get(rec..end).unwrap_or_default(),
-        raw: buf.get(pos..end).unwrap_or_default(),
-    };
-    Ok((entry, end))
+    Ok((time, metadata, cur))
 }
 
 /// The message for an entry that is not an array, naming the type found.

@@ -5,10 +5,10 @@
 //! sanitized text, so no tag can name a file outside the template's directory. Open
 //! files stay in a small LRU cache so a steady stream of chunks does not reopen them.
 
-use super::json::{Injected, write_json, write_json_injected};
+use super::json::{Injected, write_json_prefix};
 use super::{Chunk, OutputError};
 use crate::config::FileOutputConfig;
-use crate::msgpack::entries;
+use crate::msgpack::entry::entry_head;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
@@ -121,32 +121,35 @@ impl FileOutput {
     fn render(&self, chunk: &Chunk) -> Result<Vec<u8>, OutputError> {
         let mut fields: Vec<(&str, Injected<'_>)> = Vec::with_capacity(2);
         let mut out = Vec::with_capacity(chunk.entries.len().saturating_mul(2));
-        for (i, entry) in entries(&chunk.entries).enumerate() {
+        let buf = &chunk.entries[..];
+        let (mut pos, mut i) = (0usize, 0usize);
+        // One pass: the transcoder reads each record once and says where it ended.
+        while pos < buf.len() {
             let bad = |e: crate::msgpack::ScanError| {
                 OutputError::Permanent(format!(
                     "output {}: chunk {} (key {:?}): entry {i} cannot be rendered as JSON: {e}",
                     self.name, chunk.id, chunk.key
                 ))
             };
-            let entry = entry.map_err(bad)?;
+            let (time, record_at) = entry_head(buf, pos).map_err(bad)?;
             fields.clear();
             if let Some(k) = &self.time_key {
-                fields.push((k, Injected::Time(entry.time)));
+                fields.push((k, Injected::Time(time)));
             }
             if let Some(k) = &self.tag_key {
                 fields.push((k, Injected::Str(&chunk.key)));
             }
             let start = out.len();
-            let written = if fields.is_empty() {
-                write_json(entry.record, &mut out)
-            } else {
-                write_json_injected(entry.record, &fields, &mut out)
-            };
-            if let Err(e) = written {
-                out.truncate(start);
-                return Err(bad(e));
+            let rest = buf.get(record_at..).unwrap_or_default();
+            match write_json_prefix(rest, &fields, &mut out) {
+                Ok(len) => pos = record_at + len,
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(bad(e));
+                }
             }
             out.push(b'\n');
+            i += 1;
         }
         Ok(out)
     }

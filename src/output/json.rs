@@ -61,9 +61,32 @@ pub fn write_json_injected(
         buf: record,
         pos: 0,
     };
+    injected(&mut r, fields, out)?;
+    r.finish()
+}
+
+/// Like [`write_json_injected`] (plain [`write_json`] when `fields` is empty) for the
+/// value at the start of `buf`, which may be followed by more bytes; returns the
+/// value's length. The flush path uses it to walk entries and render records in one
+/// pass instead of first skipping each record to find where it ends.
+pub fn write_json_prefix(
+    buf: &[u8],
+    fields: &[(&str, Injected<'_>)],
+    out: &mut Vec<u8>,
+) -> Result<usize, ScanError> {
+    let mut r = Reader { buf, pos: 0 };
+    injected(&mut r, fields, out)?;
+    Ok(r.pos)
+}
+
+fn injected(
+    r: &mut Reader<'_>,
+    fields: &[(&str, Injected<'_>)],
+    out: &mut Vec<u8>,
+) -> Result<(), ScanError> {
     let pairs = match r.peek()? {
-        0x80..=0x8f | 0xde | 0xdf if !fields.is_empty() => map_len(&mut r)?,
-        _ => return write_json(record, out),
+        0x80..=0x8f | 0xde | 0xdf if !fields.is_empty() => map_len(r)?,
+        _ => return write_value(r, out, 0),
     };
     out.push(b'{');
     let mut first = true;
@@ -86,17 +109,17 @@ pub fn write_json_injected(
         {
             // Render the replaced value into `out` only to validate and pass it.
             let mark = out.len();
-            write_value(&mut r, out, 1)?;
+            write_value(r, out, 1)?;
             out.truncate(mark);
             continue;
         }
         r.pos = key_start;
         out.push(b',');
-        write_key(&mut r, out, 1)?;
-        write_value(&mut r, out, 1)?;
+        write_key(r, out, 1)?;
+        write_value(r, out, 1)?;
     }
     out.push(b'}');
-    r.finish()
+    Ok(())
 }
 
 /// Appends an event time as a JSON number of seconds with nine fractional digits.
