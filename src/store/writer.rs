@@ -161,9 +161,10 @@ impl Schema {
 }
 
 /// A chunk's entries decoded into one flat list of cells, so a 1000-entry chunk
-/// costs a handful of allocations, not one per entry.
+/// costs a handful of allocations, not one per entry. Decoded before the database's
+/// lock is taken, so flush workers decode in parallel and serialise only on SQLite.
 #[derive(Default)]
-struct Rows<'a> {
+pub struct Rows<'a> {
     /// Each entry's seconds and nanoseconds.
     times: Vec<(i64, u32)>,
     /// Where each entry's cells end in `cells`.
@@ -173,7 +174,8 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn decode(id: ChunkId, entry_bytes: &'a [u8]) -> Result<Rows<'a>, WriteError> {
+    /// Decodes every entry of a chunk; a bad entry is a permanent error.
+    pub fn decode(id: ChunkId, entry_bytes: &'a [u8]) -> Result<Rows<'a>, WriteError> {
         let mut rows = Rows::default();
         let mut one = Vec::new();
         for (i, entry) in entries(entry_bytes).enumerate() {
@@ -227,7 +229,17 @@ impl DbWriter {
         entry_bytes: &[u8],
     ) -> Result<WriteOutcome, WriteError> {
         let rows = Rows::decode(id, entry_bytes)?;
-        let result = self.write_rows(table, id, &rows);
+        self.write_decoded(table, id, &rows)
+    }
+
+    /// Stores a chunk's decoded entries in `table` in one transaction.
+    pub fn write_decoded(
+        &mut self,
+        table: &str,
+        id: ChunkId,
+        rows: &Rows<'_>,
+    ) -> Result<WriteOutcome, WriteError> {
+        let result = self.write_rows(table, id, rows);
         if result.is_err() {
             // The transaction rolled back: columns added in it are gone again.
             self.tables.remove(table);
