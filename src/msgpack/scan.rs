@@ -107,6 +107,8 @@ pub struct Scanner {
     open: Vec<u64>,
     /// Bytes that must be buffered before scanning is worth resuming.
     need: usize,
+    /// [`check_value`]'s container stack, kept here so it is not zeroed per value.
+    fast: Box<[u64; FAST_DEPTH]>,
 }
 
 impl Scanner {
@@ -117,6 +119,7 @@ impl Scanner {
             pos: 0,
             open: Vec::new(),
             need: 0,
+            fast: Box::new([0; FAST_DEPTH]),
         }
     }
 
@@ -290,7 +293,7 @@ const FAST_DEPTH: usize = 64;
 pub fn check_value(scanner: &mut Scanner, buf: &[u8], pos: usize) -> Result<usize, ScanError> {
     let rest = buf.get(pos..).ok_or_else(|| truncated(pos))?;
     if rest.len() <= scanner.limits.max_bytes && scanner.limits.max_depth <= FAST_DEPTH {
-        return check_complete(rest, &scanner.limits)
+        return check_complete(rest, &scanner.limits, &mut scanner.fast)
             .map(|n| pos + n)
             .map_err(|e| shift(e, pos));
     }
@@ -308,9 +311,13 @@ pub fn check_value(scanner: &mut Scanner, buf: &[u8], pos: usize) -> Result<usiz
 /// than `limits.max_bytes`; returns its length. Errors are the scanner's: a length
 /// or count crossing the limit is [`ScanError::TooLarge`], one that only runs past
 /// the buffer is truncation at the value's start.
-fn check_complete(buf: &[u8], limits: &Limits) -> Result<usize, ScanError> {
-    // Elements still expected by each open container, innermost at `depth - 1`.
-    let mut open = [0u64; FAST_DEPTH];
+fn check_complete(
+    buf: &[u8],
+    limits: &Limits,
+    open: &mut [u64; FAST_DEPTH],
+) -> Result<usize, ScanError> {
+    // `open` holds the elements still expected by each open container, innermost at
+    // `depth - 1`; slots at `depth` and above are stale and written before being read.
     let mut depth = 0usize;
     let mut pos = 0usize;
     loop {
