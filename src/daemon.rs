@@ -219,6 +219,14 @@ impl Running {
                 crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?
             }
         };
+        let tls = match &api.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                crate::tls::server_config(t, &self.config.server.certs_dir)
+                    .context("[api]: TLS setup failed")?,
+            )),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
         let listener = TcpListener::bind(api.listen)
             .await
             .with_context(|| format!("[api]: cannot listen on {}", api.listen))?;
@@ -232,12 +240,11 @@ impl Running {
         state.token = api.token.clone();
         state.reload = reload;
         let shutdown = self.shutdown.clone();
-        self.tracker.spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state, shutdown).await {
-                tracing::error!("HTTP API stopped: {e}");
-            }
-        });
-        tracing::info!("HTTP API listening on {addr}");
+        let limits = crate::api::server::ServeLimits::default();
+        self.tracker.spawn(crate::api::serve_with(
+            listener, state, tls, limits, shutdown,
+        ));
+        tracing::info!("HTTP API listening on {addr} ({scheme})");
         Ok(addr)
     }
 

@@ -284,6 +284,8 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token every endpoint but `/healthz` requires, when set.
     pub token: Option<String>,
+    /// Serve HTTPS with these certificate options (as a forward source's `tls`).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -292,6 +294,7 @@ impl Default for ApiConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 24220)),
             token: None,
+            tls: None,
         }
     }
 }

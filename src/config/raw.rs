@@ -393,4 +393,5 @@ pub struct ApiRaw {
     pub enabled: Option<bool>,
     pub listen: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
+    pub tls: Option<Spanned<TlsRaw>>,
 }

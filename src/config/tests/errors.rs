@@ -91,6 +91,10 @@ fn error_kinds() {
             "t.toml:1:1: source[1]: missing required key `listen`",
         ),
         (
+            "[api]\ntls = { generate = false }\n",
+            "t.toml:2:20: api.tls.generate: generate = false needs `cert` and `key` (PEM files), or set generate = true",
+        ),
+        (
             "[[match]]\npattern = \"**\"\noutputs = []\n",
             "t.toml:3:11: match[1].outputs: no outputs listed (expected at least one output name, e.g. outputs = [\"stdout\"])",
         ),
