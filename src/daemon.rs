@@ -226,7 +226,8 @@ impl Running {
             )),
             None => None,
         };
-        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
+        let tls_enabled = tls.is_some();
+        let scheme = if tls_enabled { "HTTPS" } else { "HTTP" };
         let listener = TcpListener::bind(api.listen)
             .await
             .with_context(|| format!("[api]: cannot listen on {}", api.listen))?;
@@ -245,6 +246,16 @@ impl Running {
             listener, state, tls, limits, shutdown,
         ));
         tracing::info!("HTTP API listening on {addr} ({scheme})");
+        // Where `tidepool query` finds this daemon's API, ephemeral ports included.
+        let url_file = self
+            .config
+            .server
+            .data_dir
+            .join(crate::api::client::URL_FILE);
+        let url = crate::api::client::local_url(addr, tls_enabled);
+        if let Err(e) = std::fs::write(&url_file, format!("{url}\n")) {
+            tracing::warn!("cannot write {}: {e}", url_file.display());
+        }
         Ok(addr)
     }
 

@@ -14,6 +14,7 @@
 //! names the query parameter or body field at fault. With a token configured, every
 //! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
 
+pub mod client;
 mod handlers;
 pub mod server;
 #[cfg(test)]
