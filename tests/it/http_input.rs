@@ -470,3 +470,105 @@ fn the_device_examples_https_mode_posts_like_the_mbed_library() {
         assert!(rows[0][0].as_i64().is_some(), "{table}: {rows:?}");
     }
 }
+
+#[test]
+fn reload_keeps_the_socket_and_applies_new_keys_to_new_connections() {
+    let d = TestDaemon::start(&keyed(""));
+    let addr = d.addr(0);
+    let path = "/postback/v3/event/reload_db/events";
+    // A keep-alive connection opened before the reload.
+    let mut before = connect(addr);
+    let request = |key: &str, n: u32| {
+        let body = format!(r#"{{"n":{n}}}"#);
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nX-TD-Write-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    before.write_all(request(KEY, 1).as_bytes()).expect("write");
+    assert_postback_ok(&read_response(&mut before));
+    std::fs::write(
+        d.dir.join("tidepool.toml"),
+        config("write_keys = [\"2/rotated\"]"),
+    )
+    .expect("new config");
+    let out = tidepool_cmd(&d.dir)
+        .args(["-c", "tidepool.toml", "reload"])
+        .output()
+        .expect("tidepool reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.wait_log("config reloaded");
+    // Same port; new connections need the new key.
+    let old_key = post(addr, path, &[("X-TD-Write-Key", KEY)], br#"{"n":2}"#);
+    assert_eq!(old_key.status, 403, "{}", old_key.text());
+    assert_postback_ok(&post(
+        addr,
+        path,
+        &[("X-TD-Write-Key", "2/rotated")],
+        br#"{"n":3}"#,
+    ));
+    // The connection from before keeps working (its context is the one it started with).
+    before.write_all(request(KEY, 4).as_bytes()).expect("write");
+    assert_postback_ok(&read_response(&mut before));
+    let rows = wait_rows(&d, "reload_db", "select n from events order by n", 3);
+    let ns: Vec<i64> = rows.iter().filter_map(|r| r[0].as_i64()).collect();
+    assert_eq!(ns, [1, 3, 4]);
+}
+
+#[test]
+fn cors_is_off_by_default_and_follows_the_allowed_origins() {
+    let preflight = |addr: SocketAddr, origin: &str| {
+        send_raw(
+            addr,
+            format!(
+                "OPTIONS /app/events HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let off = TestDaemon::start(&config(""));
+    assert_eq!(
+        preflight(off.addr(0), "https://app.example.com").status,
+        403
+    );
+    let on = TestDaemon::start(&config(
+        "cors_allow_origins = [\"https://app.example.com\"]",
+    ));
+    let addr = on.addr(0);
+    let r = preflight(addr, "https://app.example.com");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(r.header("access-control-allow-methods"), Some("POST"));
+    assert_eq!(preflight(addr, "https://evil.example.com").status, 403);
+    let r = post(
+        addr,
+        "/cors/events",
+        &[
+            ("Origin", "https://evil.example.com"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"n":1}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = post(
+        addr,
+        "/cors/events",
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"n":2}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+}
