@@ -13,6 +13,12 @@
 //! reads and answers one request, `body` enforces size, time and gzip limits, `json`
 //! and `msgpack` turn bodies into `[time, record]` entries without an intermediate
 //! value tree.
+//!
+//! Counters reuse [`InputMetrics`]: `frames` counts requests whose body decoded,
+//! `acks` the 200 answers given after storing, `events` the records stored, `bytes`
+//! the body bytes as sent, `auth_failures` refused write keys; every refusal is counted
+//! under its reason (`auth`, `bad_body`, `bad_path`, `too_large`, `body_timeout`,
+//! `emit_failed`, `tls_handshake`, ...), so `/metrics` and `/api/status` show them.
 
 pub mod body;
 pub mod fluentd;

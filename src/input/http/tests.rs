@@ -482,3 +482,71 @@ fn gzip_and_deflate_bodies_inflate_within_the_limit() {
     ));
     assert_eq!(decode(gz.clone(), None, 1).expect("identity"), gz);
 }
+
+fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        // Quarter steps print and parse exactly (serde_json's default float parser
+        // may miss the last bit of arbitrary decimals).
+        (-4_000_000i64..4_000_000).prop_map(|q| serde_json::Value::from(q as f64 / 4.0 + 0.25)),
+        "[a-z\"\\\\é\\u{1F600}]{0,12}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..20).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map("[a-z]{1,5}", inner, 0..20)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// The JSON value an entry's record stands for (maps compared as sets of pairs).
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Nil => serde_json::Value::Null,
+        Value::Boolean(b) => (*b).into(),
+        Value::Integer(i) => match (i.as_u64(), i.as_i64()) {
+            (Some(u), _) => u.into(),
+            (None, Some(s)) => s.into(),
+            _ => serde_json::Value::Null,
+        },
+        Value::F64(f) => (*f).into(),
+        Value::String(s) => s.as_str().unwrap_or("").into(),
+        Value::Array(a) => a.iter().map(to_json).collect(),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap_or("").to_string(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn json_objects_round_trip(fields in proptest::collection::btree_map("[a-z]{1,6}", arb_json(), 0..20)) {
+        let record = serde_json::Value::Object(fields.into_iter().collect());
+        let text = record.to_string();
+        let mut e = Entries::default();
+        json::decode(text.as_bytes(), Shape::Object, TimeRule::Fixed(NOW), 16, &mut e)
+            .expect("valid JSON decodes");
+        let p = pairs(&e);
+        proptest::prop_assert_eq!(p.len(), 1);
+        proptest::prop_assert_eq!(to_json(&p[0].1), record);
+    }
+
+    #[test]
+    fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), kind in 0usize..6) {
+        let kinds = [BodyKind::Json, BodyKind::Msgpack, BodyKind::Form, BodyKind::Ndjson, BodyKind::Other, BodyKind::Multipart];
+        if let Ok(e) = fluentd::decode(Some("time=1"), kinds[kind], &body, NOW, 4) {
+            pairs(&e);
+        }
+        if let Ok(e) = fluentd::decode(None, kinds[kind], &body, NOW, 4) {
+            pairs(&e);
+        }
+    }
+}
