@@ -348,22 +348,23 @@ fn check_resources(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let running = running_pid(config);
     for (i, source) in config.sources.iter().enumerate() {
-        let tidepool::config::SourceConfig::Forward(f) = source;
+        let Some(listen) = source.listen() else {
+            continue;
+        };
         let n = i + 1;
-        if let Some(tls) = f.tls.as_ref().filter(|t| t.cert.is_some())
+        if let Some(tls) = source.server_tls().filter(|t| t.cert.is_some())
             && let Err(e) = tidepool::tls::server_config(tls, &config.server.certs_dir)
         {
-            problems.push(format!("source #{n} ({}): TLS: {e:#}", f.listen));
+            problems.push(format!("source #{n} ({listen}): TLS: {e:#}"));
         }
-        if f.listen.port() != 0
-            && let Err(e) = std::net::TcpListener::bind(f.listen)
+        if listen.port() != 0
+            && let Err(e) = std::net::TcpListener::bind(listen)
         {
             match running {
                 Some(pid) if e.kind() == std::io::ErrorKind::AddrInUse => eprintln!(
-                    "note: source #{n}: {} is in use, by the running tidepool (pid {pid}) presumably: fine for a reload",
-                    f.listen
+                    "note: source #{n}: {listen} is in use, by the running tidepool (pid {pid}) presumably: fine for a reload"
                 ),
-                _ => problems.push(format!("source #{n}: cannot listen on {}: {e}", f.listen)),
+                _ => problems.push(format!("source #{n}: cannot listen on {listen}: {e}")),
             }
         }
     }
@@ -569,9 +570,7 @@ fn certs(config: &ConfigArg, args: CertsArgs) -> anyhow::Result<ExitCode> {
         .sources
         .iter()
         .find_map(|s| {
-            let tidepool::config::SourceConfig::Forward(f) = s;
-            f.tls
-                .as_ref()
+            s.server_tls()
                 .filter(|t| t.cert.is_none())
                 .map(|t| t.common_names.clone())
         })

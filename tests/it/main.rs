@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod durability;
 mod handshake;
+mod http_input;
 mod load;
 mod reload;
 mod routing;
