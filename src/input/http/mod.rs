@@ -32,7 +32,7 @@ mod tests;
 
 use crate::config::HttpConfig;
 use crate::event::EventTime;
-use crate::input::forward::ratelimit::{LogLimiter, Verdict};
+use crate::input::forward::ratelimit::LogLimiter;
 use crate::metrics::InputMetrics;
 use crate::pipeline::Router;
 use std::net::SocketAddr;
@@ -87,15 +87,7 @@ impl HttpContext {
 
     /// Logs one warn line about a client, rate-limited per listener.
     pub fn warn(&self, peer: SocketAddr, reason: &str) {
-        match self.log_limiter.check() {
-            Verdict::Log { suppressed: 0 } => {
-                tracing::warn!(listener = %self.label, %peer, "{reason}");
-            }
-            Verdict::Log { suppressed } => {
-                tracing::warn!(listener = %self.label, %peer, suppressed, "{reason} ({suppressed} similar lines suppressed)");
-            }
-            Verdict::Drop => {}
-        }
+        self.log_limiter.warn(&self.label, peer, reason);
     }
 }
 
