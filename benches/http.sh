@@ -6,7 +6,8 @@
 # non-durable upper bound of the same HTTP path). After each durable run `load verify`
 # checks that every request answered 200 is in the output file, once.
 # Usage: benches/http.sh [seconds-per-run] [rounds] [conns...]   (default: 10 2 256)
-# Prints one markdown table row per connection count and round.
+# Prints one markdown table row per connection count and round; the full JSON reports
+# are appended to /tmp/tidepool-bench-http.runs.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -23,6 +24,8 @@ cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+# The error count, with the kinds when there are any.
+errs() { python3 -c "import json,sys; j=json.loads(sys.argv[1]); print(f\"{j['errors']} {j['errors_by_kind']}\" if j['errors'] else 0)" "$1"; }
 
 start() { # config
   rm -rf "$WORK"; mkdir -p "$WORK"
@@ -58,9 +61,10 @@ for round in $(seq "$ROUNDS"); do
     start benches/configs/http-memory.toml
     m=$($LOAD http --addr "$ADDR" --conns "$c" --duration "$DUR" --seq "$run" --json)
     stop
+    printf '%s\n%s\n' "$d" "$m" >> "$WORK.runs.jsonl" # the full reports, durable then memory
     dr=$(field "$d" requests_per_sec); mr=$(field "$m" requests_per_sec)
     printf '| %s | %s | %s | %.2f | %s / %s ms | %s / %s ms | %s / %s | %s |\n' "$c" "$dr" "$mr" \
       "$(python3 -c "print($dr/max($mr,1))")" "$(field "$d" ack_p50_ms)" "$(field "$d" ack_p99_ms)" \
-      "$(field "$m" ack_p50_ms)" "$(field "$m" ack_p99_ms)" "$(field "$d" errors)" "$(field "$m" errors)" "$ok"
+      "$(field "$m" ack_p50_ms)" "$(field "$m" ack_p99_ms)" "$(errs "$d")" "$(errs "$m")" "$ok"
   done
 done
