@@ -1,7 +1,8 @@
 //! `load http`: keep-alive HTTP/1.1 connections posting pre-encoded JSON records to a
 //! Treasure Data postback path (or a Fluentd in_http `/<tag>`), one request in flight
 //! each. A 200 is the ack (tidepool answers it once the events are durable); any other
-//! status, a timeout or a closed connection is an error by kind, and the connection is
+//! status (`Status`), no answer within `--timeout` (`AckTimeout`) or a connection closed
+//! before the answer (`ClosedBeforeAck`) is an error by kind, and the connection is
 //! opened again. Requests claim numbers from one global counter, so `--seq` numbers are
 //! unique across connections and `load verify` can check the sink.
 
@@ -61,7 +62,7 @@ pub struct HttpArgs {
     /// TLS without verifying the server certificate (implies --tls).
     #[arg(long)]
     pub insecure: bool,
-    /// Seconds to wait for each response before counting a Timeout and reconnecting.
+    /// Seconds to wait for each response before counting an AckTimeout and reconnecting.
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
     /// Runtime worker threads (default: one per core).
