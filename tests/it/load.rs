@@ -706,6 +706,34 @@ fn read_request(s: &mut std::net::TcpStream) -> bool {
 }
 
 #[test]
+fn http_bad_answers_are_errors_by_kind_and_the_connection_is_reopened() {
+    let Some(bin) = load_bin() else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // Connection n reads one request, gets answer n, and is closed.
+    let answers: [&[u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"hello\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999999\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n{}",
+    ];
+    std::thread::spawn(move || {
+        for (s, answer) in listener.incoming().zip(answers) {
+            let Ok(mut s) = s else { return };
+            if read_request(&mut s) {
+                let _ = s.write_all(answer);
+            }
+        }
+    });
+    let report = http_json(&bin, &["--addr", &addr, "--conns", "1", "--events", "4"]);
+    assert_eq!(report["requests"], 4, "{report}");
+    assert_eq!(report["errors_by_kind"]["BadReply"], 3, "{report}");
+    // HTTP/1.0 without a length: the body runs to the close, and that is a 200.
+    assert_eq!(report["ok"], 1, "{report}");
+    assert_eq!(report["connections"], 4, "{report}");
+}
+
+#[test]
 fn http_a_connection_closed_before_the_answer_is_an_error_and_reconnects() {
     let Some(bin) = load_bin() else { return };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
