@@ -209,15 +209,20 @@ impl Running {
         reload: Option<crate::api::ReloadHook>,
     ) -> anyhow::Result<SocketAddr> {
         let api = &self.config.api;
-        let store = match self
+        use crate::output::store::StoreBackend;
+        let backend = self
             .outputs
             .handles()
-            .find_map(|h| h.output.get().as_store().map(|s| s.store().clone()))
-        {
-            Some(store) => store,
-            None => {
-                crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?
-            }
+            .find_map(|h| h.output.get().as_store().map(|s| s.backend().clone()));
+        let (store, postgres) = match backend {
+            Some(StoreBackend::Sqlite(store)) => (store, None),
+            other => (
+                crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?,
+                other.and_then(|b| match b {
+                    StoreBackend::Postgres(pg) => Some(pg),
+                    StoreBackend::Sqlite(_) => None,
+                }),
+            ),
         };
         let listener = TcpListener::bind(api.listen)
             .await
@@ -231,6 +236,7 @@ impl Running {
         );
         state.token = api.token.clone();
         state.reload = reload;
+        state.postgres = postgres;
         let shutdown = self.shutdown.clone();
         self.tracker.spawn(async move {
             if let Err(e) = crate::api::serve(listener, state, shutdown).await {

@@ -264,12 +264,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 QueryFormat::Table
             };
-            let out = tidepool::store::cli::run_query(
-                &config.server.data_dir,
-                args.database.as_deref(),
-                &args.sql,
-                format,
-            )?;
+            let out = match postgres_url(&config) {
+                Some(url) => runtime.block_on(tidepool::store::cli::run_query_postgres(
+                    &url,
+                    args.database.as_deref(),
+                    &args.sql,
+                    format,
+                ))?,
+                None => tidepool::store::cli::run_query(
+                    &config.server.data_dir,
+                    args.database.as_deref(),
+                    &args.sql,
+                    format,
+                )?,
+            };
             print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
@@ -293,10 +301,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .context("no store output with a retention in the config: pass --older-than")?,
             };
-            print!(
-                "{}",
-                tidepool::store::cli::purge(&config.server.data_dir, retention)?
-            );
+            let summary = match postgres_url(&config) {
+                Some(url) => {
+                    runtime.block_on(tidepool::store::cli::purge_postgres(&url, retention))?
+                }
+                None => tidepool::store::cli::purge(&config.server.data_dir, retention)?,
+            };
+            print!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Buffer(cmd) => {
@@ -313,6 +324,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The PostgreSQL URL of the config's first store output (the one the daemon's API
+/// serves), when that output uses `backend = "postgres"`.
+fn postgres_url(config: &tidepool::config::Config) -> Option<String> {
+    use tidepool::config::{OutputConfig, StoreBackendConfig};
+    let store = config.outputs.values().find_map(|d| match &d.kind {
+        OutputConfig::Store(s) => Some(s),
+        _ => None,
+    })?;
+    match &store.backend {
+        StoreBackendConfig::Postgres { url } => Some(url.clone()),
+        StoreBackendConfig::Sqlite => None,
     }
 }
 

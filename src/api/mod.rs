@@ -19,6 +19,7 @@ mod handlers;
 mod tests;
 
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::query::Limits;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -52,6 +53,9 @@ pub struct ApiState {
     pub permits: Arc<Semaphore>,
     /// `POST /api/reload`: re-reads the config and applies it; None = not offered.
     pub reload: Option<ReloadHook>,
+    /// When the store output writes to PostgreSQL: the records, SQL, databases and
+    /// tables endpoints (and the store counters) use it instead of `store`.
+    pub postgres: Option<PgStore>,
 }
 
 /// Reloads the daemon's config; resolves to what happened, or why it was refused
@@ -77,6 +81,15 @@ impl ApiState {
             limits: Limits::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             reload: None,
+            postgres: None,
+        }
+    }
+
+    /// The counters of the store the endpoints read.
+    pub fn stats(&self) -> &crate::store::Stats {
+        match &self.postgres {
+            Some(pg) => pg.stats(),
+            None => self.store.stats(),
         }
     }
 }
@@ -85,6 +98,7 @@ impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
             .field("store", &self.store)
+            .field("postgres", &self.postgres)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
             .finish()

@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod names;
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod records;
