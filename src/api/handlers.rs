@@ -186,10 +186,10 @@ pub async fn tables(
         }
     };
     let list = list.map_err(|e| match e {
-            QueryError::UnknownDatabase { .. } => query_error(&state, e),
-            // Nothing the caller sent is at fault: a huge table or a broken file.
-            e => ApiError::internal(e.to_string()),
-        })?;
+        QueryError::UnknownDatabase { .. } => query_error(&state, e),
+        // Nothing the caller sent is at fault: a huge table or a broken file.
+        e => ApiError::internal(e.to_string()),
+    })?;
     Ok(Json(serde_json::json!({ "database": db, "tables": list })))
 }
 

@@ -77,7 +77,10 @@ impl Resolver<'_, '_, '_> {
         path: &str,
         ok: &mut bool,
     ) -> Option<StoreBackendConfig> {
-        let backend = raw.backend.as_ref().map_or("sqlite", |b| b.get_ref().as_str());
+        let backend = raw
+            .backend
+            .as_ref()
+            .map_or("sqlite", |b| b.get_ref().as_str());
         match (backend, &raw.url) {
             ("sqlite", None) => Some(StoreBackendConfig::Sqlite),
             ("sqlite", Some(u)) => {
@@ -131,7 +134,9 @@ impl Resolver<'_, '_, '_> {
                 self.at(
                     span,
                     &format!("{path}.backend"),
-                    format!("unsupported backend \"{other}\" (expected \"sqlite\" or \"postgres\")"),
+                    format!(
+                        "unsupported backend \"{other}\" (expected \"sqlite\" or \"postgres\")"
+                    ),
                 );
                 *ok = false;
                 None
@@ -216,12 +221,23 @@ mod tests {
             }
         );
         assert!(!format!("{s:?}").contains("secret"), "Debug hides the URL");
-        assert_eq!(store(&parse("").unwrap_or_else(|e| panic!("{e}"))).backend, Default::default());
+        assert_eq!(
+            store(&parse("").unwrap_or_else(|e| panic!("{e}"))).backend,
+            Default::default()
+        );
         for (body, needle, line) in [
             ("backend = \"postgres\"", "output.s.url", "t.toml:3"),
-            ("backend = \"postgres\"\nurl = \"nohost=1\"", "output.s.url", "t.toml:4"),
+            (
+                "backend = \"postgres\"\nurl = \"nohost=1\"",
+                "output.s.url",
+                "t.toml:4",
+            ),
             ("url = \"postgres://h/db\"", "output.s.url", "t.toml:3"),
-            ("backend = \"postgres\"\nurl = \"host=h port=x\"", "output.s.url", "t.toml:4"),
+            (
+                "backend = \"postgres\"\nurl = \"host=h port=x\"",
+                "output.s.url",
+                "t.toml:4",
+            ),
         ] {
             let e = parse(body)
                 .err()

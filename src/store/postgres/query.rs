@@ -40,7 +40,11 @@ impl PgStore {
     ) -> Result<QueryResult, QueryError> {
         check_statement(sql)?;
         let conn = self.begin_read(db, limits).await?;
-        let out = tokio::time::timeout(limits.timeout + CANCEL_GRACE, run(&conn.client, sql, limits)).await;
+        let out = tokio::time::timeout(
+            limits.timeout + CANCEL_GRACE,
+            run(&conn.client, sql, limits),
+        )
+        .await;
         self.end_read(conn, out, limits)
             .await
             .map_err(|e| with_limit(e, limits))
@@ -111,12 +115,14 @@ pub(super) fn with_limit(e: QueryError, limits: Limits) -> QueryError {
 /// Refuses what is not a query before anything reaches the server: statements
 /// other than `SELECT`, `WITH`, `VALUES`, `TABLE` (the read-only transaction and
 /// the cursor refuse writes again).
-fn check_statement(sql: &str) -> Result<(), QueryError> {
+pub(super) fn check_statement(sql: &str) -> Result<(), QueryError> {
     let first = first_word(sql).to_ascii_lowercase();
     if ["select", "with", "values", "table"].contains(&first.as_str()) {
         Ok(())
     } else if first.is_empty() {
-        Err(QueryError::Sql("empty statement; send one SELECT".to_string()))
+        Err(QueryError::Sql(
+            "empty statement; send one SELECT".to_string(),
+        ))
     } else {
         Err(QueryError::Refused(format!(
             "{} statements are not allowed: queries are read-only (SELECT, WITH, VALUES or TABLE only)",
@@ -126,7 +132,7 @@ fn check_statement(sql: &str) -> Result<(), QueryError> {
 }
 
 /// The first keyword, past whitespace, comments and opening parentheses.
-fn first_word(sql: &str) -> &str {
+pub(super) fn first_word(sql: &str) -> &str {
     let mut rest = sql;
     loop {
         let t = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
@@ -153,7 +159,11 @@ async fn run(client: &Client, sql: &str, limits: Limits) -> Result<QueryResult, 
             sql_error(e)
         }
     })?;
-    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let columns: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     let types: Vec<_> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
     let body = sql.trim_end().trim_end_matches(';');
     client
@@ -162,7 +172,13 @@ async fn run(client: &Client, sql: &str, limits: Limits) -> Result<QueryResult, 
             &[],
         )
         .await
-        .map_err(sql_error)?;
+        .map_err(|e| match e.code() {
+            // "DECLARE CURSOR must not contain data-modifying statements in WITH".
+            Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED => {
+                QueryError::Refused(format!("{}: queries are read-only", describe_error(&e)))
+            }
+            _ => sql_error(e),
+        })?;
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     let mut truncated = false;

@@ -42,14 +42,10 @@ impl PgStore {
             Err(e) => return Err(e.into()),
         };
         let out = tokio::time::timeout(timeout, read(&conn.client, q)).await;
-        self.end_read(conn, out, limits)
-            .await
-            .map_err(|e| match e {
-                RecordsError::Query(q) => {
-                    RecordsError::Query(super::query::with_limit(q, limits))
-                }
-                other => other,
-            })
+        self.end_read(conn, out, limits).await.map_err(|e| match e {
+            RecordsError::Query(q) => RecordsError::Query(super::query::with_limit(q, limits)),
+            other => other,
+        })
     }
 }
 
@@ -112,11 +108,12 @@ async fn read(client: &Client, q: &RecordsQuery) -> Result<Vec<Record>, RecordsE
         let qc = ident(&col.name);
         let v = value.trim();
         let clause = match col.decl_type.as_str() {
-            "bigint" | "integer" | "smallint" => match v
-                .parse::<i64>()
-                .ok()
-                .or_else(|| v.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            {
+            "bigint" | "integer" | "smallint" => match v.parse::<i64>().ok().or_else(|| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0)
+                    .map(|f| f as i64)
+            }) {
                 Some(i) => {
                     args.push(Box::new(i));
                     format!("{qc} = ${}::bigint", args.len())

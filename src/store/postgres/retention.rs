@@ -34,7 +34,11 @@ impl PgStore {
         for db in dbs {
             report.databases += 1;
             for table in table_names(client, &db).await? {
-                if !columns(client, &db, &table).await?.iter().any(|c| c.name == TIME) {
+                if !columns(client, &db, &table)
+                    .await?
+                    .iter()
+                    .any(|c| c.name == TIME)
+                {
                     continue;
                 }
                 report.tables += 1;
@@ -53,9 +57,8 @@ impl PgStore {
                     }
                 }
             }
-            let ledger_cutoff = cutoff.min(
-                crate::store::retention::cutoff(std::time::Duration::ZERO) - LEDGER_KEEP_SECS,
-            );
+            let ledger_cutoff = cutoff
+                .min(crate::store::retention::cutoff(std::time::Duration::ZERO) - LEDGER_KEEP_SECS);
             client
                 .execute(
                     &format!(
@@ -65,7 +68,9 @@ impl PgStore {
                     &[&ledger_cutoff],
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("database {db}, chunk ledger: {}", describe_error(&e)))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("database {db}, chunk ledger: {}", describe_error(&e))
+                })?;
         }
         self.put(conn);
         Ok(report)

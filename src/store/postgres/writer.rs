@@ -93,7 +93,10 @@ impl PgStore {
         let mut conn = self.conn().await.map_err(|e| {
             classify(
                 &e,
-                &format!("chunk {id}: cannot connect to PostgreSQL at {}", self.target()),
+                &format!(
+                    "chunk {id}: cannot connect to PostgreSQL at {}",
+                    self.target()
+                ),
             )
         })?;
         let key = (db.to_string(), table.to_string());
@@ -136,7 +139,8 @@ async fn write_rows(
         .count();
     for row in rows {
         for (k, cell) in &row.cells {
-            if placement.contains_key(k.as_ref()) {
+            let k: &str = k.as_ref();
+            if placement.contains_key(k) {
                 continue;
             }
             let Some(name) = column_name(k) else {
@@ -181,8 +185,8 @@ async fn write_rows(
     let mut slot_of: HashMap<&str, usize> = HashMap::new();
     for name in placement.values().flatten() {
         if !slot_of.contains_key(name.as_str()) {
-            slot_of.insert(name, used.len());
-            used.push(name);
+            slot_of.insert(name.as_str(), used.len());
+            used.push(name.as_str());
         }
     }
     let types: Vec<ColType> = used
@@ -202,7 +206,7 @@ async fn write_rows(
                 .and_then(|n| slot_of.get(n).copied());
             match slot.and_then(|s| slots.get_mut(s)) {
                 Some(s) => *s = Some(cell),
-                None if matches!(cell, Cell::Null) && placement.get(k.as_ref()).is_none() => {}
+                None if matches!(cell, Cell::Null) && !placement.contains_key(k.as_ref()) => {}
                 None => {
                     extras.insert(k.to_string(), cell_json(cell));
                 }
@@ -217,12 +221,7 @@ async fn write_rows(
                 body.truncate(at);
                 body.extend_from_slice(b"\\N");
                 // Keys that found a column get their own name back in _extra.
-                if let Some((k, _)) = row
-                    .cells
-                    .iter()
-                    .rev()
-                    .find(|(_, c)| std::ptr::eq(c, cell))
-                {
+                if let Some((k, _)) = row.cells.iter().rev().find(|(_, c)| std::ptr::eq(c, cell)) {
                     extras.insert(k.to_string(), cell_json(cell));
                 }
             }
@@ -234,7 +233,10 @@ async fn write_rows(
     if any_extra && !columns.contains_key(EXTRA) {
         ddl(
             client,
-            &format!("ALTER TABLE {qt} ADD COLUMN IF NOT EXISTS {} text", ident(EXTRA)),
+            &format!(
+                "ALTER TABLE {qt} ADD COLUMN IF NOT EXISTS {} text",
+                ident(EXTRA)
+            ),
         )
         .await?;
         columns.insert(EXTRA.to_string(), "text".to_string());
@@ -301,7 +303,7 @@ async fn write_rows(
 /// The column a record key gets: reserved names (the store's own, SQLite's and
 /// PostgreSQL's system columns, ignoring case) take a `_` suffix; None (→ `_extra`)
 /// for keys that are empty, hold NUL, or do not fit an identifier.
-fn column_name(key: &str) -> Option<String> {
+pub(super) fn column_name(key: &str) -> Option<String> {
     if key.is_empty() || key.contains('\0') {
         return None;
     }

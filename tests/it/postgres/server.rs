@@ -28,9 +28,7 @@ pub struct PgServer {
 /// The server shared by the tests of this binary run; None when skipped.
 pub fn shared() -> Option<&'static PgServer> {
     static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| PgServer::new(false))
-        .as_ref()
+    SERVER.get_or_init(|| PgServer::new(false)).as_ref()
 }
 
 /// Where initdb and postgres are: the newest /usr/lib/postgresql/*/bin, else PATH.
@@ -118,7 +116,16 @@ impl PgServer {
         let data = root.join("data");
         let out = as_user(&user, &bin.join("initdb"))
             .args(["-D", &data.display().to_string()])
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ])
             .output()
             .expect("run initdb");
         assert!(
@@ -220,7 +227,9 @@ wait $P
                 .expect("connect as postgres");
             tokio::spawn(conn);
             client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+                ))
                 .await
                 .unwrap_or_else(|e| panic!("create database {db}: {e}"));
         });
