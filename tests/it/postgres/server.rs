@@ -226,12 +226,17 @@ wait $P
                 .await
                 .expect("connect as postgres");
             tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
-                ))
-                .await
-                .unwrap_or_else(|e| panic!("create database {db}: {e}"));
+            // Separately: two statements in one batch are one transaction, which
+            // CREATE DATABASE refuses.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {db}"),
+                format!("CREATE DATABASE {db}"),
+            ] {
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            }
         });
         self.url(db)
     }
