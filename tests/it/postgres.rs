@@ -413,8 +413,35 @@ fn a_chunk_written_twice_is_stored_once() {
             scalar(&store, "db_one", "select max(time_nanos) from t_dup").await,
             7
         );
+
+        // A value that does not fit its column's type keeps its key in `_extra`.
+        let odd = entries(&[(
+            now(),
+            map(&[("a", "not a number".into()), ("b", 2.5.into())]),
+        )]);
+        let r = store
+            .write_chunk("db_one", "t_dup", ChunkId([5; 16]), &odd)
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        let q = tidepool::store::records::parse_params(
+            &[
+                ("database".to_string(), "db_one".to_string()),
+                ("table".to_string(), "t_dup".to_string()),
+                ("b".to_string(), "2.5".to_string()),
+            ],
+            now(),
+        )
+        .expect("params");
+        let recs = store
+            .records(&q, std::time::Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0]["a"], "not a number");
+        assert_eq!(recs[0]["b"], 2.5);
     });
     assert_eq!(store.stats().json()["chunks_duplicate_total"], 1);
+    assert_eq!(store.stats().json()["chunks_written_total"], 3);
 }
 
 #[test]

@@ -83,7 +83,7 @@ impl PgStore {
 
     /// Ends a read begun by [`PgStore::begin_read`]: past the time limit the
     /// statement is cancelled and the connection dropped; otherwise the transaction
-    /// is rolled back and the connection reused.
+    /// is rolled back, the session reset, and the connection reused.
     pub(super) async fn end_read<T, E: From<QueryError>>(
         &self,
         conn: Conn,
@@ -97,7 +97,11 @@ impl PgStore {
                 return Err(QueryError::Interrupted(limits.timeout).into());
             }
         };
-        if conn.client.batch_execute("ROLLBACK").await.is_ok() {
+        // DISCARD ALL drops what a query may have left on the session (session-level
+        // settings, advisory locks, temp tables) before the connection is reused.
+        if conn.client.batch_execute("ROLLBACK").await.is_ok()
+            && conn.client.batch_execute("DISCARD ALL").await.is_ok()
+        {
             self.put(conn);
         }
         out
