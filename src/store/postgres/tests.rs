@@ -126,3 +126,37 @@ fn text_answers_become_sqlite_shaped_json() {
     );
     assert_eq!(text_json(None, &Type::TEXT), json!(null));
 }
+
+#[tokio::test]
+async fn an_unreachable_server_is_retryable_and_bad_records_are_permanent() {
+    use crate::output::ChunkId;
+    use crate::store::WriteError;
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let store = super::PgStore::new("postgres://tidepool:secret@127.0.0.1:1/tp")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.target(), "tidepool@127.0.0.1:1/tp");
+    let mut entry = vec![0x92];
+    crate::event::EventTime { secs: 1, nanos: 0 }.encode(&mut entry);
+    entry.extend_from_slice(&[0x81, 0xa1, b'a', 0x01]);
+    match store
+        .write_chunk("db_x", "t_x", ChunkId([1; 16]), &entry)
+        .await
+    {
+        Err(WriteError::Retryable(e)) => {
+            assert!(e.contains("127.0.0.1:1") && !e.contains("secret"), "{e}");
+        }
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+    let truncated = entry.get(..entry.len() - 1).unwrap_or_default();
+    assert!(matches!(
+        store
+            .write_chunk("db_x", "t_x", ChunkId([2; 16]), truncated)
+            .await,
+        Err(WriteError::Permanent(_))
+    ));
+    assert_eq!(store.stats().json()["write_errors_total"], 2);
+    assert!(matches!(
+        store.query("db_x", "select 1", Default::default()).await,
+        Err(QueryError::Io(_))
+    ));
+}
