@@ -10,6 +10,9 @@
 //! | `GET /api/records?database=&table=&limit=&created_in_days=&created_in_sec=&<column>=<value>` | `{"records": [...]}`, newest first |
 //! | `GET /api/query?database=&sql=`, `POST /api/query {"database", "sql"}` | `{"columns", "rows", "truncated"}`, or CSV with `Accept: text/csv` |
 //!
+//! When the store output writes to PostgreSQL (`backend = "postgres"`), the store
+//! endpoints read that server ([`ApiState::postgres`]) with the same answers.
+//!
 //! Every error is JSON, `{"error": "...", "parameter": "..."}`, where `parameter`
 //! names the query parameter or body field at fault. With a token configured, every
 //! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
