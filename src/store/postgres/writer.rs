@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::SinkExt as _;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use tokio_postgres::Client;
 
@@ -195,35 +196,35 @@ async fn write_rows(
         .collect();
     let mut body: Vec<u8> = Vec::new();
     let mut ends: Vec<(usize, Option<String>)> = Vec::with_capacity(rows.len());
-    let mut slots: Vec<Option<&Cell<'_>>> = vec![None; used.len()];
+    // Per column of the chunk: the record key and cell of the current row.
+    let mut slots: Vec<Option<(&str, &Cell<'_>)>> = vec![None; used.len()];
     for row in rows {
         slots.iter_mut().for_each(|s| *s = None);
         let mut extras = serde_json::Map::new();
         for (k, cell) in &row.cells {
+            let k: &str = k.as_ref();
             let slot = placement
-                .get(k.as_ref())
+                .get(k)
                 .and_then(|p| p.as_deref())
                 .and_then(|n| slot_of.get(n).copied());
             match slot.and_then(|s| slots.get_mut(s)) {
-                Some(s) => *s = Some(cell),
-                None if matches!(cell, Cell::Null) && !placement.contains_key(k.as_ref()) => {}
+                Some(s) => *s = Some((k, cell)),
+                None if matches!(cell, Cell::Null) && !placement.contains_key(k) => {}
                 None => {
                     extras.insert(k.to_string(), cell_json(cell));
                 }
             }
         }
-        body.extend_from_slice(format!("{}\t{}", row.secs, row.nanos).as_bytes());
+        let _ = write!(body, "{}\t{}", row.secs, row.nanos);
         for (slot, t) in slots.iter().zip(&types) {
             body.push(b'\t');
             let at = body.len();
-            let cell = slot.unwrap_or(&Cell::Null);
+            let (key, cell) = slot.unwrap_or(("", &Cell::Null));
             if !copy_cell(&mut body, cell, *t) {
+                // A value of another type than its column keeps its key in _extra.
                 body.truncate(at);
                 body.extend_from_slice(b"\\N");
-                // Keys that found a column get their own name back in _extra.
-                if let Some((k, _)) = row.cells.iter().rev().find(|(_, c)| std::ptr::eq(c, cell)) {
-                    extras.insert(k.to_string(), cell_json(cell));
-                }
+                extras.insert(key.to_string(), cell_json(cell));
             }
         }
         let extra = (!extras.is_empty()).then(|| serde_json::Value::Object(extras).to_string());
