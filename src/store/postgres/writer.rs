@@ -319,10 +319,22 @@ pub(super) fn column_name(key: &str) -> Option<String> {
     (name.len() <= MAX_IDENT).then_some(name)
 }
 
-/// Creates the schema, its ledger, the table and its time index when missing.
+/// Creates the schema, its ledger, the table and its time index when missing. When
+/// table and ledger exist nothing is created, so an aggregator whose user may not
+/// create schemas works on ones an administrator made.
 async fn ensure_table(client: &Client, db: &str, table: &str) -> Result<(), tokio_postgres::Error> {
     let s = ident(db);
     let qt = qualified(db, table);
+    let exists = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+            &[&qt, &qualified(db, LEDGER)],
+        )
+        .await?
+        .try_get::<_, bool>(0)?;
+    if exists {
+        return Ok(());
+    }
     ddl(
         client,
         &format!(

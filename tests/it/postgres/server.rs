@@ -177,7 +177,14 @@ wait $P
             .expect("start postgres");
         self.child = Some(child);
         let port = self.port;
+        let (log, child) = (self.root.join("log"), &mut self.child);
         wait_for("PostgreSQL to accept connections", || {
+            if let Some(c) = child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("postgres exited ({status}):\n{log}");
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
