@@ -300,15 +300,20 @@ impl Running {
         reload: Option<crate::api::ReloadHook>,
     ) -> anyhow::Result<SocketAddr> {
         let api = &self.config.api;
-        let store = match self
+        use crate::output::store::StoreBackend;
+        let backend = self
             .outputs
             .handles()
-            .find_map(|h| h.output.get().as_store().map(|s| s.store().clone()))
-        {
-            Some(store) => store,
-            None => {
-                crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?
-            }
+            .find_map(|h| h.output.get().as_store().map(|s| s.backend().clone()));
+        let (store, postgres) = match backend {
+            Some(StoreBackend::Sqlite(store)) => (store, None),
+            other => (
+                crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?,
+                other.and_then(|b| match b {
+                    StoreBackend::Postgres(pg) => Some(pg),
+                    StoreBackend::Sqlite(_) => None,
+                }),
+            ),
         };
         let tls = match &api.tls {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(
@@ -331,6 +336,7 @@ impl Running {
         );
         state.token = api.token.clone();
         state.reload = reload;
+        state.postgres = postgres;
         let shutdown = self.shutdown.clone();
         let limits = crate::api::server::ServeLimits::default();
         self.tracker.spawn(crate::api::serve_with(

@@ -275,19 +275,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 QueryFormat::Table
             };
-            let out = match query_client(&config, &args)? {
-                Some(client) => {
+            let client = query_client(&config, &args)?;
+            let out = match (client, postgres_url(&config)) {
+                (Some(client), _) => {
                     let db = args
                         .database
                         .as_deref()
                         .unwrap_or(tidepool::store::names::DEFAULT_DATABASE);
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    let result = rt.block_on(client.query(db, &args.sql))?;
+                    let result = runtime.block_on(client.query(db, &args.sql))?;
                     tidepool::store::cli::render(&result, format)?
                 }
-                None => tidepool::store::cli::run_query(
+                (None, Some(url)) => runtime.block_on(tidepool::store::cli::run_query_postgres(
+                    &url,
+                    args.database.as_deref(),
+                    &args.sql,
+                    format,
+                ))?,
+                (None, None) => tidepool::store::cli::run_query(
                     &config.server.data_dir,
                     args.database.as_deref(),
                     &args.sql,
@@ -317,10 +321,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .context("no store output with a retention in the config: pass --older-than")?,
             };
-            print!(
-                "{}",
-                tidepool::store::cli::purge(&config.server.data_dir, retention)?
-            );
+            let summary = match postgres_url(&config) {
+                Some(url) => {
+                    runtime.block_on(tidepool::store::cli::purge_postgres(&url, retention))?
+                }
+                None => tidepool::store::cli::purge(&config.server.data_dir, retention)?,
+            };
+            print!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Buffer(cmd) => {
@@ -337,6 +344,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The PostgreSQL URL of the config's first store output (the one the daemon's API
+/// serves), when that output uses `backend = "postgres"`.
+fn postgres_url(config: &tidepool::config::Config) -> Option<String> {
+    use tidepool::config::{OutputConfig, StoreBackendConfig};
+    let store = config.outputs.values().find_map(|d| match &d.kind {
+        OutputConfig::Store(s) => Some(s),
+        _ => None,
+    })?;
+    match &store.backend {
+        StoreBackendConfig::Postgres { url } => Some(url.clone()),
+        StoreBackendConfig::Sqlite => None,
     }
 }
 

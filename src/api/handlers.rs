@@ -38,6 +38,15 @@ fn one(pairs: &[(String, String)], name: &str) -> Result<Option<String>, ApiErro
     Ok(found)
 }
 
+/// A query permit, so at most [`super::MAX_CONCURRENT_QUERIES`] run at once.
+async fn permit(state: &ApiState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    state
+        .permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the API is shutting down"))
+}
+
 /// Runs `f` on the blocking pool while holding a query permit.
 async fn blocking<T: Send + 'static>(
     state: &ApiState,
@@ -56,7 +65,6 @@ async fn blocking<T: Send + 'static>(
 /// A query error as an answer: the parameter at fault and a fitting status.
 fn query_error(state: &ApiState, e: QueryError) -> ApiError {
     state
-        .store
         .stats()
         .queries_failed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -75,7 +83,6 @@ fn query_error(state: &ApiState, e: QueryError) -> ApiError {
 
 fn counted(state: &ApiState) {
     state
-        .store
         .stats()
         .queries
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -101,10 +108,17 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
 /// `GET /api/status`: the daemon's status with the store's counters under `store`.
 pub async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let mut v = (state.status)();
-    let store = serde_json::json!({
-        "dir": state.store.dir().display().to_string(),
-        "counters": state.store.stats().json(),
-    });
+    let store = match &state.postgres {
+        Some(pg) => serde_json::json!({
+            "backend": "postgres",
+            "server": pg.target(),
+            "counters": pg.stats().json(),
+        }),
+        None => serde_json::json!({
+            "dir": state.store.dir().display().to_string(),
+            "counters": state.store.stats().json(),
+        }),
+    };
     match &mut v {
         serde_json::Value::Object(m) => {
             m.insert("store".to_string(), store);
@@ -120,7 +134,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&state.store.stats().prometheus());
+    text.push_str(&state.stats().prometheus());
     (
         [(
             header::CONTENT_TYPE,
@@ -133,6 +147,14 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// `GET /api/databases`.
 pub async fn databases(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(pg) = &state.postgres {
+        let _permit = permit(&state).await?;
+        let list = pg
+            .databases()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(Json(serde_json::json!({ "databases": list })));
+    }
     let dir = state.store.dir().to_path_buf();
     let list = blocking(&state, move || catalog::databases(&dir)).await?;
     Ok(Json(serde_json::json!({ "databases": list })))
@@ -151,16 +173,23 @@ pub async fn tables(
             "missing; e.g. database=test_database",
         )
     })?;
-    let dir = state.store.dir().to_path_buf();
-    let name = db.clone();
-    let timeout = state.limits.timeout;
-    let list = blocking(&state, move || catalog::tables(&dir, &name, timeout))
-        .await?
-        .map_err(|e| match e {
-            QueryError::UnknownDatabase { .. } => query_error(&state, e),
-            // Nothing the caller sent is at fault: a huge table or a broken file.
-            e => ApiError::internal(e.to_string()),
-        })?;
+    let list = match &state.postgres {
+        Some(pg) => {
+            let _permit = permit(&state).await?;
+            pg.tables(&db, state.limits).await
+        }
+        None => {
+            let dir = state.store.dir().to_path_buf();
+            let name = db.clone();
+            let timeout = state.limits.timeout;
+            blocking(&state, move || catalog::tables(&dir, &name, timeout)).await?
+        }
+    };
+    let list = list.map_err(|e| match e {
+        QueryError::UnknownDatabase { .. } => query_error(&state, e),
+        // Nothing the caller sent is at fault: a huge table or a broken file.
+        e => ApiError::internal(e.to_string()),
+    })?;
     Ok(Json(serde_json::json!({ "database": db, "tables": list })))
 }
 
@@ -173,9 +202,17 @@ pub async fn records(
     let now = retention::cutoff(std::time::Duration::ZERO);
     let q = records::parse_params(&p, now)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, &e.parameter, e.message))?;
-    let dir = state.store.dir().to_path_buf();
     let timeout = state.limits.timeout;
-    let found = blocking(&state, move || records::records(&dir, &q, timeout)).await?;
+    let found = match &state.postgres {
+        Some(pg) => {
+            let _permit = permit(&state).await?;
+            pg.records(&q, timeout).await
+        }
+        None => {
+            let dir = state.store.dir().to_path_buf();
+            blocking(&state, move || records::records(&dir, &q, timeout)).await?
+        }
+    };
     match found {
         Ok(recs) => {
             counted(&state);
@@ -236,10 +273,17 @@ async fn run_query(
     sql: String,
 ) -> Result<Response, ApiError> {
     let db = db.unwrap_or_else(|| crate::store::names::DEFAULT_DATABASE.to_string());
-    let dir = state.store.dir().to_path_buf();
     let limits = state.limits;
-    let result: Result<QueryResult, QueryError> =
-        blocking(&state, move || query::run(&dir, &db, &sql, limits)).await?;
+    let result: Result<QueryResult, QueryError> = match &state.postgres {
+        Some(pg) => {
+            let _permit = permit(&state).await?;
+            pg.query(&db, &sql, limits).await
+        }
+        None => {
+            let dir = state.store.dir().to_path_buf();
+            blocking(&state, move || query::run(&dir, &db, &sql, limits)).await?
+        }
+    };
     let result = result.map_err(|e| query_error(&state, e))?;
     counted(&state);
     let csv = headers

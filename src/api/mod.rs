@@ -10,6 +10,9 @@
 //! | `GET /api/records?database=&table=&limit=&created_in_days=&created_in_sec=&<column>=<value>` | `{"records": [...]}`, newest first |
 //! | `GET /api/query?database=&sql=`, `POST /api/query {"database", "sql"}` | `{"columns", "rows", "truncated"}`, or CSV with `Accept: text/csv` |
 //!
+//! When the store output writes to PostgreSQL (`backend = "postgres"`), the store
+//! endpoints read that server ([`ApiState::postgres`]) with the same answers.
+//!
 //! Every error is JSON, `{"error": "...", "parameter": "..."}`, where `parameter`
 //! names the query parameter or body field at fault. With a token configured, every
 //! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
@@ -21,6 +24,7 @@ pub mod server;
 mod tests;
 
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::query::Limits;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -54,6 +58,9 @@ pub struct ApiState {
     pub permits: Arc<Semaphore>,
     /// `POST /api/reload`: re-reads the config and applies it; None = not offered.
     pub reload: Option<ReloadHook>,
+    /// When the store output writes to PostgreSQL: the records, SQL, databases and
+    /// tables endpoints (and the store counters) use it instead of `store`.
+    pub postgres: Option<PgStore>,
 }
 
 /// Reloads the daemon's config; resolves to what happened, or why it was refused
@@ -79,6 +86,15 @@ impl ApiState {
             limits: Limits::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             reload: None,
+            postgres: None,
+        }
+    }
+
+    /// The counters of the store the endpoints read.
+    pub fn stats(&self) -> &crate::store::Stats {
+        match &self.postgres {
+            Some(pg) => pg.stats(),
+            None => self.store.stats(),
         }
     }
 }
@@ -87,6 +103,7 @@ impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
             .field("store", &self.store)
+            .field("postgres", &self.postgres)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
             .finish()

@@ -342,6 +342,31 @@ pub struct StoreOutputConfig {
     /// Rows older than this are purged hourly (default 5 weeks; `retention = false`
     /// keeps everything).
     pub retention: Option<Duration>,
+    /// Where the rows go: SQLite files under `dir` (default) or a PostgreSQL server.
+    pub backend: StoreBackendConfig,
+}
+
+/// A store output's backend (`backend = "sqlite" | "postgres"`).
+#[derive(Clone, Default, PartialEq)]
+pub enum StoreBackendConfig {
+    /// One SQLite file per database under the output's `dir`: nothing to install.
+    #[default]
+    Sqlite,
+    /// One schema per database on a PostgreSQL server that many aggregators share.
+    Postgres {
+        /// The connection URL after `${VAR}` substitution; it may hold a password, so
+        /// `Debug` never shows it.
+        url: String,
+    },
+}
+
+impl std::fmt::Debug for StoreBackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBackendConfig::Sqlite => f.write_str("Sqlite"),
+            StoreBackendConfig::Postgres { .. } => f.write_str("Postgres { url: <hidden> }"),
+        }
+    }
 }
 
 /// `[api]`: the HTTP API.

@@ -403,6 +403,7 @@ pub struct StoreOutputRaw {
     pub _type: de::IgnoredAny,
     pub buffer: Option<Spanned<BufferRaw>>,
     pub backend: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
     pub database: Option<Spanned<String>>,
     pub table: Option<Spanned<String>>,

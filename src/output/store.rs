@@ -1,22 +1,33 @@
 //! `type = "store"`: each chunk becomes rows of the local records store.
 //!
 //! The chunk key is the tag; it names the database and table ([`Naming`]). The SQLite
-//! work runs on the blocking pool, one transaction per chunk, and the chunk's id makes
-//! a re-delivery a no-op. With a retention set, a task purges old rows at start and
-//! then hourly for as long as the output lives.
+//! work runs on the blocking pool, one transaction per chunk; on PostgreSQL
+//! (`backend = "postgres"`) one transaction per chunk too, with a COPY. Either way the
+//! chunk's id makes a re-delivery a no-op. With a retention set, a task purges old
+//! rows at start and then hourly for as long as the output lives.
 
 use super::{Chunk, OutputError};
-use crate::config::StoreOutputConfig;
+use crate::config::{StoreBackendConfig, StoreOutputConfig};
 use crate::store::names::{Naming, Template};
+use crate::store::postgres::PgStore;
 use crate::store::retention::{PURGE_BATCH, PURGE_EVERY, PurgeReport, cutoff};
 use crate::store::{Store, WriteError};
 use std::time::Duration;
 
-/// Writes chunks into a [`Store`] and keeps its retention.
+/// Where a store output writes.
+#[derive(Clone, Debug)]
+pub enum StoreBackend {
+    /// SQLite files in a directory.
+    Sqlite(Store),
+    /// A PostgreSQL server.
+    Postgres(PgStore),
+}
+
+/// Writes chunks into a [`Store`] (or a [`PgStore`]) and keeps its retention.
 #[derive(Debug)]
 pub struct StoreOutput {
     name: String,
-    store: Store,
+    backend: StoreBackend,
     naming: Naming,
     retention: Option<Duration>,
     purger: Option<tokio::task::AbortHandle>,
@@ -36,10 +47,17 @@ impl StoreOutput {
             database: template(&config.database)?,
             table: template(&config.table)?,
         };
-        let store = Store::open(&config.dir).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?;
+        let backend = match &config.backend {
+            StoreBackendConfig::Sqlite => StoreBackend::Sqlite(
+                Store::open(&config.dir).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
+            ),
+            StoreBackendConfig::Postgres { url } => StoreBackend::Postgres(
+                PgStore::new(url).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
+            ),
+        };
         let purger = match (config.retention, tokio::runtime::Handle::try_current()) {
             (Some(retention), Ok(rt)) => {
-                let store = store.clone();
+                let store = backend.clone();
                 let name = name.to_string();
                 Some(
                     rt.spawn(async move {
@@ -64,23 +82,32 @@ impl StoreOutput {
         };
         Ok(StoreOutput {
             name: name.to_string(),
-            store,
+            backend,
             naming,
             retention: config.retention,
             purger,
         })
     }
 
-    /// The store it writes to, for the HTTP API (same writers, same counters).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The SQLite store it writes to, for the HTTP API (same writers, same
+    /// counters); None on PostgreSQL.
+    pub fn store(&self) -> Option<&Store> {
+        match &self.backend {
+            StoreBackend::Sqlite(s) => Some(s),
+            StoreBackend::Postgres(_) => None,
+        }
+    }
+
+    /// Where it writes, for the HTTP API and the CLI.
+    pub fn backend(&self) -> &StoreBackend {
+        &self.backend
     }
 
     /// Purges rows older than the retention now (`tidepool store purge` with the
     /// daemon running); a no-op report without a retention.
     pub async fn purge_now(&self) -> anyhow::Result<PurgeReport> {
         match self.retention {
-            Some(r) => purge(&self.store, r).await,
+            Some(r) => purge(&self.backend, r).await,
             None => Ok(PurgeReport::default()),
         }
     }
@@ -97,11 +124,17 @@ impl StoreOutput {
         if chunk.records == 0 && chunk.entries.is_empty() {
             return Ok(());
         }
-        let store = self.store.clone();
-        let entries = chunk.entries.clone();
         let id = chunk.id;
-        let done =
-            tokio::task::spawn_blocking(move || store.write_chunk(&db, &table, id, &entries)).await;
+        let done = match &self.backend {
+            StoreBackend::Sqlite(store) => {
+                let store = store.clone();
+                let entries = chunk.entries.clone();
+                tokio::task::spawn_blocking(move || store.write_chunk(&db, &table, id, &entries))
+                    .await
+                    .map_err(|e| format!("chunk {id}: writer task failed: {e}"))
+            }
+            StoreBackend::Postgres(pg) => Ok(pg.write_chunk(&db, &table, id, &chunk.entries).await),
+        };
         match done {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(WriteError::Permanent(e))) => {
@@ -110,10 +143,7 @@ impl StoreOutput {
             Ok(Err(WriteError::Retryable(e))) => {
                 Err(OutputError::Retryable(format!("output {}: {e}", self.name)))
             }
-            Err(e) => Err(OutputError::Retryable(format!(
-                "output {}: chunk {}: writer task failed: {e}",
-                self.name, chunk.id
-            ))),
+            Err(e) => Err(OutputError::Retryable(format!("output {}: {e}", self.name))),
         }
     }
 }
@@ -126,12 +156,17 @@ impl Drop for StoreOutput {
     }
 }
 
-/// One purge on the blocking pool.
-async fn purge(store: &Store, retention: Duration) -> anyhow::Result<PurgeReport> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || store.purge(cutoff(retention), PURGE_BATCH))
-        .await
-        .map_err(|e| anyhow::anyhow!("purge task failed: {e}"))?
+/// One purge: on the blocking pool for SQLite, over the network for PostgreSQL.
+async fn purge(backend: &StoreBackend, retention: Duration) -> anyhow::Result<PurgeReport> {
+    match backend {
+        StoreBackend::Sqlite(store) => {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.purge(cutoff(retention), PURGE_BATCH))
+                .await
+                .map_err(|e| anyhow::anyhow!("purge task failed: {e}"))?
+        }
+        StoreBackend::Postgres(pg) => pg.purge(cutoff(retention), PURGE_BATCH).await,
+    }
 }
 
 #[cfg(test)]
@@ -182,7 +217,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(text, "n,s\r\n2,11\r\n");
-        let store = out.as_store().map(|s| s.store().clone());
+        let store = out.as_store().and_then(|s| s.store().cloned());
         let stats = store.map(|s| s.stats().json()).unwrap_or_default();
         assert_eq!(stats["chunks_duplicate_total"], 1);
 

@@ -1,5 +1,6 @@
 //! `tidepool query` and `tidepool store purge`, as functions the CLI calls: they work
-//! on the store files directly, so they need no running daemon.
+//! on the store files directly (or on the PostgreSQL server a `backend = "postgres"`
+//! store output names), so they need no running daemon.
 
 use super::names::DEFAULT_DATABASE;
 use super::query::{Limits, QueryResult};
@@ -32,6 +33,20 @@ pub fn run_query(
     render(&result, format)
 }
 
+/// Runs one read-only statement on the PostgreSQL store at `url` (database `default`
+/// when `db` is None) and renders the answer.
+pub async fn run_query_postgres(
+    url: &str,
+    db: Option<&str>,
+    sql: &str,
+    format: QueryFormat,
+) -> anyhow::Result<String> {
+    let store = super::postgres::PgStore::new(url)?;
+    let db = db.unwrap_or(DEFAULT_DATABASE);
+    let result = store.query(db, sql, Limits::default()).await?;
+    render(&result, format)
+}
+
 /// Renders a query's answer as `tidepool query` prints it.
 pub fn render(result: &QueryResult, format: QueryFormat) -> anyhow::Result<String> {
     Ok(match format {
@@ -45,18 +60,35 @@ pub fn render(result: &QueryResult, format: QueryFormat) -> anyhow::Result<Strin
     })
 }
 
-/// Deletes rows older than `retention` from every database under `data_dir`; returns
-/// a one-line summary.
-pub fn purge(data_dir: &Path, retention: Duration) -> anyhow::Result<String> {
-    let dir = super::store_dir(data_dir);
-    let r = super::retention::purge_dir(&dir, retention)?;
-    Ok(format!(
+/// Deletes rows older than `retention` from every database of the PostgreSQL store
+/// at `url`; returns a one-line summary.
+pub async fn purge_postgres(url: &str, retention: Duration) -> anyhow::Result<String> {
+    let store = super::postgres::PgStore::new(url)?;
+    let r = store
+        .purge(
+            super::retention::cutoff(retention),
+            super::retention::PURGE_BATCH,
+        )
+        .await?;
+    Ok(summary(&r, retention))
+}
+
+fn summary(r: &super::retention::PurgeReport, retention: Duration) -> String {
+    format!(
         "purged {} rows older than {}s from {} tables in {} databases\n",
         r.rows,
         retention.as_secs(),
         r.tables,
         r.databases
-    ))
+    )
+}
+
+/// Deletes rows older than `retention` from every database under `data_dir`; returns
+/// a one-line summary.
+pub fn purge(data_dir: &Path, retention: Duration) -> anyhow::Result<String> {
+    let dir = super::store_dir(data_dir);
+    let r = super::retention::purge_dir(&dir, retention)?;
+    Ok(summary(&r, retention))
 }
 
 /// A value as a cell of text: strings bare, null empty, the rest as JSON.

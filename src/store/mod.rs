@@ -6,10 +6,14 @@
 //! database (WAL, `synchronous=NORMAL`: the buffer keeps a chunk until the commit
 //! returns); readers open short-lived read-only connections, so queries run while
 //! chunks are written, and against the files of a stopped daemon.
+//!
+//! [`postgres`] is the same store on a PostgreSQL server (`backend = "postgres"`),
+//! shared by many aggregators.
 
 pub mod catalog;
 pub mod cli;
 pub mod names;
+pub mod postgres;
 pub mod query;
 pub mod record;
 pub mod records;

@@ -8,6 +8,7 @@ mod durability;
 mod handshake;
 mod http_input;
 mod load;
+mod postgres;
 mod reload;
 mod routing;
 mod store;

@@ -19,19 +19,7 @@ impl Resolver<'_, '_, '_> {
     ) -> Option<OutputDef> {
         let buffer = self.buffer(raw.buffer.as_ref(), path, BufferKind::File);
         let mut ok = true;
-        if let Some(b) = &raw.backend
-            && b.get_ref() != "sqlite"
-        {
-            self.at(
-                b.span(),
-                &format!("{path}.backend"),
-                format!(
-                    "unsupported backend \"{}\" (this build has \"sqlite\" only)",
-                    b.get_ref()
-                ),
-            );
-            ok = false;
-        }
+        let backend = self.store_backend(&raw, path, &mut ok);
         let dir = match &raw.path {
             Some(p) => self.path(p, &format!("{path}.path")),
             None => Some(crate::store::store_dir(&server.data_dir)),
@@ -74,9 +62,86 @@ impl Resolver<'_, '_, '_> {
                 database,
                 table,
                 retention,
+                backend: backend.unwrap_or_default(),
             }),
             buffer,
         })
+    }
+
+    /// `backend` and `url`: `url` is required by, and only allowed with, `postgres`,
+    /// and must parse as a connection URL (nothing connects: `tidepool check` works
+    /// without a server).
+    fn store_backend(
+        &mut self,
+        raw: &raw::StoreOutputRaw,
+        path: &str,
+        ok: &mut bool,
+    ) -> Option<StoreBackendConfig> {
+        let backend = raw
+            .backend
+            .as_ref()
+            .map_or("sqlite", |b| b.get_ref().as_str());
+        match (backend, &raw.url) {
+            ("sqlite", None) => Some(StoreBackendConfig::Sqlite),
+            ("sqlite", Some(u)) => {
+                self.at(
+                    u.span(),
+                    &format!("{path}.url"),
+                    "url is only used with backend = \"postgres\" (add it, or remove url)",
+                );
+                *ok = false;
+                None
+            }
+            ("postgres", Some(u)) => {
+                let text = u.get_ref().trim();
+                match text.parse::<tokio_postgres::Config>() {
+                    Ok(c) if !c.get_hosts().is_empty() => Some(StoreBackendConfig::Postgres {
+                        url: text.to_string(),
+                    }),
+                    Ok(_) => {
+                        self.at(
+                            u.span(),
+                            &format!("{path}.url"),
+                            "the PostgreSQL URL names no host (expected e.g. postgres://user:password@db.example:5432/tidepool)",
+                        );
+                        *ok = false;
+                        None
+                    }
+                    Err(e) => {
+                        // The URL may hold a password: name the problem, not the text.
+                        self.at(
+                            u.span(),
+                            &format!("{path}.url"),
+                            format!("not a PostgreSQL connection URL ({e}); expected e.g. postgres://user:password@db.example:5432/tidepool"),
+                        );
+                        *ok = false;
+                        None
+                    }
+                }
+            }
+            ("postgres", None) => {
+                let span = raw.backend.as_ref().map(|b| b.span()).unwrap_or_default();
+                self.at(
+                    span,
+                    &format!("{path}.url"),
+                    "backend = \"postgres\" needs url, e.g. url = \"${TIDEPOOL_PG_URL}\"",
+                );
+                *ok = false;
+                None
+            }
+            (other, _) => {
+                let span = raw.backend.as_ref().map(|b| b.span()).unwrap_or_default();
+                self.at(
+                    span,
+                    &format!("{path}.backend"),
+                    format!(
+                        "unsupported backend \"{other}\" (expected \"sqlite\" or \"postgres\")"
+                    ),
+                );
+                *ok = false;
+                None
+            }
+        }
     }
 
     /// A `database` / `table` template: placeholders must parse; a fixed name must
@@ -142,6 +207,60 @@ mod tests {
         assert_eq!(s.database.as_deref(), Some("devices"));
         let c = parse("retention = \"2 days\"").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store(&c).retention, Some(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn postgres_backend_needs_a_url_and_nothing_else() {
+        let c = parse("backend = \"postgres\"\nurl = \"postgres://u:secret@db.example:5433/tp\"")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = store(&c);
+        assert_eq!(
+            s.backend,
+            crate::config::StoreBackendConfig::Postgres {
+                url: "postgres://u:secret@db.example:5433/tp".to_string()
+            }
+        );
+        assert!(!format!("{s:?}").contains("secret"), "Debug hides the URL");
+        assert_eq!(
+            store(&parse("").unwrap_or_else(|e| panic!("{e}"))).backend,
+            Default::default()
+        );
+        for (body, needle, line) in [
+            ("backend = \"postgres\"", "output.s.url", "t.toml:3"),
+            (
+                "backend = \"postgres\"\nurl = \"nohost=1\"",
+                "output.s.url",
+                "t.toml:4",
+            ),
+            ("url = \"postgres://h/db\"", "output.s.url", "t.toml:3"),
+            (
+                "backend = \"postgres\"\nurl = \"host=h port=x\"",
+                "output.s.url",
+                "t.toml:4",
+            ),
+        ] {
+            let e = parse(body)
+                .err()
+                .unwrap_or_else(|| panic!("{body} accepted"));
+            assert!(e.contains(needle) && e.contains(line), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_postgres_example_parses() {
+        let text = include_str!("../../../conf/examples/postgres-store.toml");
+        let c = Config::parse(text, "postgres-store.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            store_named(&c, "store").backend,
+            crate::config::StoreBackendConfig::Postgres { .. }
+        ));
+    }
+
+    fn store_named(c: &Config, name: &str) -> crate::config::StoreOutputConfig {
+        match &c.outputs[name].kind {
+            OutputConfig::Store(s) => s.clone(),
+            other => panic!("not a store: {other:?}"),
+        }
     }
 
     #[test]
