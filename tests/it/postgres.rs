@@ -212,7 +212,7 @@ fn events_become_rows_that_the_seed_queries_read() {
     assert_eq!(col_type("current_size"), Some("bigint".into()));
     assert!(heap["min_time"].as_i64().is_some());
     assert!(
-        !v["tables"].to_string().contains("_tidepool_chunks"),
+        !v["tables"].to_string().contains("#chunks"),
         "the ledger is not a table of the database: {v}"
     );
 

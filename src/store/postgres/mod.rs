@@ -24,8 +24,9 @@ use super::Stats;
 use conn::Conn;
 use std::sync::{Arc, Mutex};
 
-/// The per-schema table recording which chunks are stored.
-pub const LEDGER: &str = "_tidepool_chunks";
+/// The per-schema table recording which chunks are stored; `#` cannot occur in a
+/// normalized table name, so no tag can name it (as in SQLite).
+pub const LEDGER: &str = "#chunks";
 
 /// Idle connections kept for reuse; more callers at once open more, closed after.
 pub const POOL_SIZE: usize = 4;

@@ -9,10 +9,6 @@ use crate::store::retention::PurgeReport;
 use crate::store::writer::TIME;
 use std::sync::atomic::Ordering;
 
-/// Ledger rows are kept at least this long (seconds), whatever the retention: a
-/// buffer retries a chunk for hours at most, never for a day.
-pub const LEDGER_KEEP_SECS: i64 = 86_400;
-
 impl PgStore {
     /// Deletes every row with `time < cutoff` (unix seconds) in every database, at
     /// most `batch` rows per statement.
@@ -57,8 +53,10 @@ impl PgStore {
                     }
                 }
             }
-            let ledger_cutoff = cutoff
-                .min(crate::store::retention::cutoff(std::time::Duration::ZERO) - LEDGER_KEEP_SECS);
+            // As in SQLite: ids are kept a week at least, whatever the retention.
+            let ledger_cutoff = cutoff.min(crate::store::retention::cutoff(
+                crate::store::retention::LEDGER_MIN_KEEP,
+            ));
             client
                 .execute(
                     &format!(
