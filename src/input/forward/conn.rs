@@ -282,8 +282,20 @@ async fn serve(
         let _ = wr.shutdown().await;
         Ok(())
     };
-    let (r, w) = tokio::join!(reader, writer);
-    r.and(w)
+    // A writer that fails (a batch not stored, e.g. the disk is full) ends the
+    // connection at once: waiting for the reader would leave the client hanging on an
+    // ack that never comes until it gives up on its own.
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        r = &mut reader => {
+            let w = writer.await;
+            r.and(w)
+        }
+        w = &mut writer => match w {
+            Err(e) => Err(e),
+            Ok(()) => reader.await,
+        },
+    }
 }
 
 async fn read_frames<R: AsyncRead + Unpin>(
