@@ -420,7 +420,7 @@ fn chunk_image(rng: &mut Rng, content: &[u8]) -> Vec<u8> {
 
 /// Recomputes every checksum of a (mutated) chunk image, so mutations reach the block
 /// contents instead of stopping at the first checksum.
-fn fix_chunk_checksums(img: &mut Vec<u8>) {
+fn fix_chunk_checksums(img: &mut [u8]) {
     const FIXED: usize = 32;
     let Some(kl) = img.get(6..8) else { return };
     let key_len = usize::from(u16::from_le_bytes([kl[0], kl[1]]));
@@ -674,7 +674,7 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, seeds: &Seeds) {
 
 /// Changes the length or count of the header at `at`: small steps, zero, the maximum,
 /// or a switch to a wider header form declaring a huge size.
-fn bump_length(rng: &mut Rng, buf: &mut Vec<u8>, at: usize) {
+fn bump_length(rng: &mut Rng, buf: &mut [u8], at: usize) {
     let marker = buf[at];
     let width = match marker {
         0xc4 | 0xd9 | 0xc7 => 1,
