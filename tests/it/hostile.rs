@@ -269,6 +269,7 @@ fn crafted_tags_never_leave_the_data_directory_of_file_and_store_outputs() {
         b"~root/.ssh".to_vec(),
         long.into_bytes(),
     ];
+    let mut acked = 0;
     for (i, tag) in hostile.iter().enumerate() {
         let mut s = connect(addr);
         let chunk = format!("h{i}");
@@ -278,6 +279,7 @@ fn crafted_tags_never_leave_the_data_directory_of_file_and_store_outputs() {
         // Accepted (and made safe downstream) or refused: both are fine; a hang is not.
         if s.read_exact(&mut got).is_ok() {
             assert_eq!(got, want, "tag {:?}", String::from_utf8_lossy(tag));
+            acked += 1;
         }
     }
     // Non-UTF-8 tags are refused at the door.
@@ -297,8 +299,17 @@ fn crafted_tags_never_leave_the_data_directory_of_file_and_store_outputs() {
     });
     let root = std::fs::canonicalize(&d.dir).expect("dir");
     let data = root.join("data");
+    let files = walk(&root);
+    println!(
+        "RELIABILITY crafted-tags: {acked} of {} hostile tags acked; {} paths written, all checked",
+        hostile.len(),
+        files.len()
+    );
+    for f in &files {
+        println!("  {}", f.strip_prefix(&root).unwrap_or(f).display());
+    }
     let allowed_top = ["tidepool.toml", "data", "certs"];
-    for p in walk(&root) {
+    for p in files {
         let rel = p.strip_prefix(&root).expect("under root");
         let top = rel
             .components()
@@ -335,4 +346,27 @@ fn crafted_tags_never_leave_the_data_directory_of_file_and_store_outputs() {
     let (status, body) = http(api, "GET", "/api/databases");
     assert_eq!(status, 200, "{body}");
     assert_serves(addr, "td.after.hostile");
+}
+
+#[test]
+fn a_client_outside_the_allow_list_is_refused_logged_and_nothing_is_written() {
+    let d = TestDaemon::start(&plain_config(r#"allow = ["10.0.0.0/8", "192.168.0.0/16"]"#));
+    let (addr, api) = (d.addr(0), d.api_addr());
+    let mut s = connect(addr);
+    let rec = rmpv::Value::Map(vec![("outsider".into(), true.into())]);
+    let _ = s.write_all(&message_with_ack("outsider", &rec, "o1"));
+    assert!(
+        read_to_eof(&mut s).is_empty(),
+        "no ack for a refused address"
+    );
+    d.wait_log("refused: address not in the input's allow list");
+    assert_eq!(
+        metric_sum(api, "tidepool_input_connections_refused_total"),
+        1
+    );
+    assert_eq!(metric_sum(api, "tidepool_input_events_total"), 0);
+    assert!(!d.dir.join("data/out").exists() || d.lines("data/out/outsider.jsonl").is_empty());
+    // The same client from an allowed network is served.
+    let ok = TestDaemon::start(&plain_config(r#"allow = ["127.0.0.0/8"]"#));
+    assert_serves(ok.addr(0), "insider");
 }
