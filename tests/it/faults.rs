@@ -44,38 +44,60 @@ buffer = {{ type = "file", flush_interval = "200ms", retry_wait = "100ms", retry
     )
 }
 
-/// Sends numbered batches of `batch` events until stopped or the connection breaks;
-/// records every sequence number whose batch was acked.
+/// One client's progress across daemon restarts, as a real forwarder keeps it: the
+/// next sequence number, and the batch written but never acked, resent first on the
+/// next connection.
+struct Client {
+    tag: String,
+    next: u64,
+    unacked: Option<(u64, u64)>,
+    /// Every sequence number ever resent (the only ones allowed to be duplicated).
+    resent: BTreeSet<u64>,
+}
+
+/// Sends numbered batches of `batch` events until stopped or the connection breaks,
+/// starting with the batch left unacked last time; records every acked sequence number.
 fn sender(
     addr: SocketAddr,
-    tag: String,
-    start: u64,
+    mut c: Client,
     batch: u64,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<BTreeSet<u64>>>,
-) {
+) -> Client {
     let Ok(mut s) = TcpStream::connect(addr) else {
-        return;
+        return c;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut seq = start;
     while !stop.load(Ordering::Relaxed) {
-        let chunk = format!("c{seq}");
-        if s.write_all(&numbered_batch(&tag, seq, batch, &chunk))
+        let (first, n) = match c.unacked {
+            Some(pending) => {
+                c.resent.extend(pending.0..pending.0 + pending.1);
+                pending
+            }
+            None => {
+                let b = (c.next, batch);
+                c.next += batch;
+                b
+            }
+        };
+        c.unacked = Some((first, n));
+        let chunk = format!("c{first}");
+        if s.write_all(&numbered_batch(&c.tag, first, n, &chunk))
             .is_err()
         {
-            return;
+            return c;
         }
         let want = ack_for(&chunk);
         let mut got = vec![0u8; want.len()];
         if s.read_exact(&mut got).is_err() || got != want {
-            return;
+            return c;
         }
+        c.unacked = None;
         if let Ok(mut a) = acked.lock() {
-            a.extend(seq..seq + batch);
+            a.extend(first..first + n);
         }
-        seq += batch;
     }
+    c
 }
 
 /// Every `seq` in an output file with how often it appears.
@@ -116,20 +138,28 @@ fn kill_9_twenty_times_at_random_moments_loses_no_acked_event() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = durable_config("");
     let tags = ["kill.a", "kill.b", "kill.c"];
+    let mut clients: Vec<Client> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, tag)| Client {
+            tag: tag.to_string(),
+            next: i as u64 * 1_000_000_000,
+            unacked: None,
+            resent: BTreeSet::new(),
+        })
+        .collect();
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let started = Instant::now();
-    for round in 0..kills {
+    for _ in 0..kills {
         let mut d = TestDaemon::start_in(dir.path(), &cfg);
         let addr = d.addr(0);
         let stop = Arc::new(AtomicBool::new(false));
         let batch = 1 + rng.below(50);
-        let threads: Vec<_> = tags
-            .iter()
-            .enumerate()
-            .map(|(i, tag)| {
-                let start = (round as u64) * 10_000_000 + (i as u64) * 1_000_000;
-                let (stop, acked, tag) = (stop.clone(), acked.clone(), tag.to_string());
-                std::thread::spawn(move || sender(addr, tag, start, batch, stop, acked))
+        let threads: Vec<_> = clients
+            .drain(..)
+            .map(|c| {
+                let (stop, acked) = (stop.clone(), acked.clone());
+                std::thread::spawn(move || sender(addr, c, batch, stop, acked))
             })
             .collect();
         // A random moment: sometimes during startup and recovery, else after a random
@@ -144,32 +174,60 @@ fn kill_9_twenty_times_at_random_moments_loses_no_acked_event() {
         std::thread::sleep(Duration::from_millis(rng.below(30)));
         d.kill9();
         stop.store(true, Ordering::Relaxed);
-        for t in threads {
-            let _ = t.join();
+        clients = threads
+            .into_iter()
+            .map(|t| t.join().expect("sender thread"))
+            .collect();
+    }
+    // The clients resend what is still unacked to the last daemon, as forwarders do.
+    let d = TestDaemon::start_in(dir.path(), &cfg);
+    for c in &mut clients {
+        if let Some((first, n)) = c.unacked.take() {
+            c.resent.extend(first..first + n);
+            let mut s = connect(d.addr(0));
+            let chunk = format!("c{first}");
+            s.write_all(&numbered_batch(&c.tag, first, n, &chunk))
+                .expect("resend");
+            assert_eq!(read_n(&mut s, ack_for(&chunk).len()), ack_for(&chunk));
+            if let Ok(mut a) = acked.lock() {
+                a.extend(first..first + n);
+            }
         }
     }
     let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
-    let d = TestDaemon::start_in(dir.path(), &cfg);
     let mut lost = 0;
     let mut dups = 0;
     let mut unacked = 0;
-    for (i, tag) in tags.iter().enumerate() {
-        let rel = format!("data/out/{tag}.jsonl");
-        let want: Vec<u64> = acked
-            .iter()
-            .copied()
-            .filter(|s| (s / 1_000_000) % 10 == i as u64)
-            .collect();
+    let mut resent = 0;
+    for (i, c) in clients.iter().enumerate() {
+        let rel = format!("data/out/{}.jsonl", c.tag);
+        let range = i as u64 * 1_000_000_000..(i as u64 + 1) * 1_000_000_000;
+        let want: Vec<u64> = acked.range(range).copied().collect();
         let got = wait_for(&format!("every acked event in {rel}"), || {
             let got = delivered(&d.dir, &rel);
             want.iter().all(|s| got.contains_key(s)).then_some(got)
         });
         lost += want.iter().filter(|s| !got.contains_key(s)).count();
-        dups += got.values().filter(|&&c| c > 1).count();
+        let duplicated: Vec<u64> = got
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(s, _)| *s)
+            .collect();
+        // Duplicates come only from batches that were resent because their ack never came.
+        let stray: Vec<&u64> = duplicated
+            .iter()
+            .filter(|s| !c.resent.contains(s))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{rel}: duplicated but never resent: {stray:?}"
+        );
+        dups += duplicated.len();
         unacked += got.keys().filter(|s| !acked.contains(s)).count();
+        resent += c.resent.len();
     }
     println!(
-        "RELIABILITY kill9: kills={kills} acked={} lost={lost} duplicated={dups} delivered_unacked={unacked} seconds={:.0}",
+        "RELIABILITY kill9: kills={kills} acked={} lost={lost} resent={resent} duplicated={dups} delivered_unacked={unacked} seconds={:.0}",
         acked.len(),
         started.elapsed().as_secs_f64()
     );
