@@ -1584,6 +1584,31 @@ mod tests {
     }
 
     #[test]
+    fn a_gzip_bomb_costs_at_most_the_decompressed_limit() {
+        let limits = fuzz_limits();
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        let mut frame = vec![0x93, 0xa1, b't', 0xc6];
+        frame.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&bomb);
+        frame.extend_from_slice(&[0x81, 0xaa]);
+        frame.extend_from_slice(b"compressed");
+        frame.push(0xa4);
+        frame.extend_from_slice(b"gzip");
+        let (r, peak) = measure(|| {
+            decode_frame(
+                Bytes::copy_from_slice(&frame),
+                Encoding::MessagePack,
+                EventTime::now(),
+                &limits,
+            )
+        });
+        assert!(r.is_err(), "the bomb is refused");
+        // The inflater's own state (window, buffers) is the only extra.
+        let bound = (frame.len() + limits.max_decompressed_bytes + (256 << 10)) as u64;
+        assert!(peak <= bound, "{peak} > {bound}");
+    }
+
+    #[test]
     fn the_allocation_counter_sees_a_big_allocation() {
         let (_, peak) = measure(|| vec![1u8; 3 << 20]);
         assert!(peak >= 3 << 20, "{peak}");
