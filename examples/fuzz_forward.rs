@@ -9,11 +9,11 @@
 //! ```
 //!
 //! The engine (targets, mutations, the rmpv agreement check, the allocation bound) is
-//! `tests/it/fuzz.rs`, shared with the short fixed run in `cargo test`; its module docs
+//! `tests/it/fuzz/` (module docs in `mod.rs`), shared with the short fixed run in `cargo test`; its module docs
 //! define every check. Failing inputs are saved under `--out` (default
 //! `target/fuzz-failures/`); the exit status is 1 when any input failed.
 
-#[path = "../tests/it/fuzz.rs"]
+#[path = "../tests/it/fuzz/mod.rs"]
 mod fuzz;
 
 use std::path::PathBuf;
