@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end scenarios against a release build, each next to the raw ack-only sink
-# measured in the same run. Usage: benches/e2e.sh [seconds-per-run] [rounds]
-# Prints one markdown table row per scenario and round (ratio = tidepool / sink).
+# measured in the same run. Usage: benches/e2e.sh [seconds-per-run] [rounds] [scenario...]
+# (scenarios: P0 P1 P3 P4 P6; default all). Prints one markdown table row per scenario
+# and round (ratio = tidepool / sink; peak RSS = the daemon's VmHWM at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
 ROUNDS=${2:-2}
+shift $(( $# < 2 ? $# : 2 ))
+ONLY=" ${*:-P0 P1 P3 P4 P6} "
 INFLIGHT=${INFLIGHT:-8}
 cargo build --release --bins --examples -q
 BIN=target/release/tidepool
@@ -38,6 +41,7 @@ delivered() { # scenario
 
 run_scenario() { # name config
   local name=$1 cfg=$2
+  case "$ONLY" in *" ${name%%-*} "*) ;; *) return 0 ;; esac
   rm -rf "$WORK/data" "$WORK/certs"; mkdir -p "$WORK"
   MOCK_BASE=$(mock_rows); MOCK_BASE=${MOCK_BASE:-0}
   $BIN -c "$cfg" 2>"$WORK.log" & local pid=$!
@@ -51,15 +55,16 @@ run_scenario() { # name config
     while [ "$(delivered "$name")" -lt "$want" ]; do sleep 0.05; done
     drained=$(python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.2f} s')" "$t0")
   fi
+  local rss; rss=$(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   local s t; s=$(field "$sink" events_per_sec); t=$(field "$tp" events_per_sec)
-  printf '| %s | %.1f M | %.2f M | %.2f | %s / %s ms | %s |\n' "$name" \
+  printf '| %s | %.1f M | %.2f M | %.2f | %s / %s ms | %s | %s |\n' "$name" \
     "$(python3 -c "print($s/1e6)")" "$(python3 -c "print($t/1e6)")" \
-    "$(python3 -c "print($t/$s)")" "$(field "$tp" ack_p50_ms)" "$(field "$tp" ack_p99_ms)" "$drained"
+    "$(python3 -c "print($t/$s)")" "$(field "$tp" ack_p50_ms)" "$(field "$tp" ack_p99_ms)" "$drained" "$rss"
 }
 
-echo "| scenario | raw sink events/s | tidepool events/s | ratio | tidepool ack p50 / p99 | all events delivered after the load ended |"
-echo "|---|---|---|---|---|---|"
+echo "| scenario | raw sink events/s | tidepool events/s | ratio | tidepool ack p50 / p99 | all events delivered after the load ended | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
 for _ in $(seq "$ROUNDS"); do
   run_scenario P0-null benches/configs/null.toml
   run_scenario P1-durable-file benches/configs/durable-file.toml

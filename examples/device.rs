@@ -8,13 +8,21 @@
 //! - one connection per event: connect (and TLS with a pinned CA), write, close;
 //! - TLS limited to 1.2 by default, as Mbed TLS 2.x is.
 //!
+//! `--mode https` (or `http`) is the seed's other path instead: the Mbed OS Treasure
+//! Data REST example (`mbed-os-treasuredata-rest` over `mbed-http`), which POSTs the
+//! board's cpu/heap/stack/sys statistics as one flat JSON object each to
+//! `/postback/v3/event/<db>/<table>` with `X-TD-Write-Key`, one connection per
+//! request, HTTP/1.1 written by hand over a rustls stream pinned to the CA.
+//!
 //! ```text
 //! cargo run --example device -- --addr 127.0.0.1:24227 --count 5
 //! cargo run --example device -- --addr 127.0.0.1:24228 --tls --ca certs/ca.pem
+//! cargo run --example device -- --mode https --addr 127.0.0.1:8443 --ca certs/ca.pem --write-key KEY
 //! ```
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tidepool::client::{ClientOptions, ClientTls, ForwardClient};
@@ -24,6 +32,12 @@ use tidepool::config::TlsVersion;
 #[derive(Parser, Debug)]
 #[command(name = "device")]
 struct Args {
+    /// What to speak: forward (Mbed FluentLogger) or the TD REST postback over HTTP(S).
+    #[arg(long, value_enum, default_value_t = Mode::Forward)]
+    mode: Mode,
+    /// The postback write key (`X-TD-Write-Key`), for `--mode http` / `https`.
+    #[arg(long, default_value = "1/device-write-key")]
+    write_key: String,
     /// Server address, host:port (the host is also the TLS name checked).
     #[arg(long, default_value = "127.0.0.1:24227")]
     addr: String,
@@ -56,9 +70,23 @@ struct Args {
     ntp: bool,
 }
 
+/// The protocol the device speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Forward protocol, Message mode, as the Mbed FluentLogger.
+    Forward,
+    /// TD postback over plain HTTP, as the REST library's first versions.
+    Http,
+    /// TD postback over HTTPS with a pinned CA, as the REST library does now.
+    Https,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.mode != Mode::Forward {
+        return postback(&args);
+    }
     let mut opts = ClientOptions::new(args.addr.clone());
     opts.timeout = Duration::from_secs(10);
     if args.tls {
@@ -94,6 +122,172 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The REST example's loop: cpu, heap, stack and sys statistics in turn, each POSTed
+/// on its own connection; fails on the first answer that is not 200.
+fn postback(args: &Args) -> anyhow::Result<()> {
+    let tls = match args.mode {
+        Mode::Https => {
+            let client = ClientTls {
+                ca_file: (!args.insecure).then(|| args.ca.clone()),
+                insecure: args.insecure,
+                server_name: args.server_name.clone(),
+                min_version: TlsVersion::Tls12,
+                max_version: if args.tls13 {
+                    TlsVersion::Tls13
+                } else {
+                    TlsVersion::Tls12
+                },
+            };
+            let name = tidepool::client::server_name(&client, &args.addr)?;
+            Some((tidepool::client::client_config(&client)?, name))
+        }
+        _ => None,
+    };
+    let mut i: u64 = 0;
+    while args.count == 0 || i < args.count {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(args.interval_ms));
+        }
+        let (table, body) = stats_json(i);
+        let request = mbed_http_request(&args.addr, &args.db, table, &args.write_key, &body);
+        let tcp = std::net::TcpStream::connect(&args.addr)
+            .with_context(|| format!("cannot connect to {}", args.addr))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+        tcp.set_nodelay(true)?;
+        let (status, answer) = match &tls {
+            Some((config, name)) => {
+                let conn = rustls::ClientConnection::new(config.clone(), name.clone())?;
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
+                exchange(&mut stream, &request)?
+            }
+            None => {
+                let mut stream = tcp;
+                exchange(&mut stream, &request)?
+            }
+        };
+        println!(
+            "#{i} {} POST {}/{table}: {status} {answer}",
+            if tls.is_some() { "https" } else { "http" },
+            args.db
+        );
+        if status != 200 {
+            bail!("the server answered {status}: {answer}");
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The `i`-th statistics object, formatted as the example's `sprintf` calls do (flat,
+/// integers unquoted, no `time`).
+fn stats_json(i: u64) -> (&'static str, String) {
+    let round = i / 4;
+    match i % 4 {
+        0 => (
+            "cpu_info",
+            format!(
+                "{{\"uptime\":{},\"idle_time\":{},\"sleep_time\":{},\"deep_sleep_time\":{}}}",
+                1_234_567 + round * 10_000,
+                1_000_000 + round * 9_000,
+                52_000 + round * 500,
+                0
+            ),
+        ),
+        1 => (
+            "heap_info",
+            format!(
+                "{{\"current_size\":{},\"max_size\":{},\"total_size\":{},\"reserved_size\":{},\"alloc_cnt\":{},\"alloc_fail_cnt\":{}}}",
+                12_345 + (round % 64) * 16,
+                20_480,
+                65_536 + round * 128,
+                131_072,
+                42 + round,
+                0
+            ),
+        ),
+        2 => (
+            "stack_info",
+            format!(
+                "{{\"thread_id\":{},\"max_size\":{},\"reserved_size\":{},\"stack_cnt\":{}}}",
+                0x2000_0f10 + (round % 4) * 0x100,
+                1_024 + (round % 8) * 32,
+                4_096,
+                5
+            ),
+        ),
+        _ => (
+            "sys_info",
+            format!(
+                "{{\"os_version\":{},\"cpu_id\":{},\"compiler_id\":{},\"compiler_version\":{}}}",
+                61_700, 0x410f_c241u32, 1, 9_030_001
+            ),
+        ),
+    }
+}
+
+/// The request `mbed-http`'s `HttpRequestBuilder` writes: request line, then the
+/// headers from a `std::map` (so sorted by name: `Accept`, `Content-Length`,
+/// `Content-type`, `Host`, `X-TD-Write-Key`), a blank line and the body. `Host`
+/// carries the port only when it is not the scheme's default.
+fn mbed_http_request(addr: &str, db: &str, table: &str, key: &str, body: &str) -> Vec<u8> {
+    let host = addr
+        .strip_suffix(":443")
+        .or_else(|| addr.strip_suffix(":80"))
+        .unwrap_or(addr);
+    let mut req = format!(
+        "POST /postback/v3/event/{db}/{table} HTTP/1.1\r\n\
+         Accept: text/plain\r\n\
+         Content-Length: {}\r\n\
+         Content-type: application/json\r\n\
+         Host: {host}\r\n\
+         X-TD-Write-Key: {key}\r\n\
+         \r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body.as_bytes());
+    req
+}
+
+/// Writes the request, reads the status line, headers and a `Content-Length` body.
+fn exchange(stream: &mut impl ReadWrite, request: &[u8]) -> anyhow::Result<(u16, String)> {
+    stream.write_all(request).context("sending the request")?;
+    stream.flush()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 << 10 {
+            bail!("response head longer than 16 KiB");
+        }
+        if stream.read(&mut byte).context("reading the response")? == 0 {
+            bail!("the server closed the connection without a full response");
+        }
+        head.extend_from_slice(&byte);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line in {head:?}"))?;
+    let len = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(64 << 10);
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .context("reading the response body")?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A byte stream the device talks HTTP over: TCP or rustls over TCP.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 fn now_secs() -> u32 {
     let secs = SystemTime::now()
@@ -276,6 +470,26 @@ mod tests {
         let (tag, record) = sample(4, "test_database");
         let frame = mbed_frame(&tag, 0, &record).expect("frame");
         assert_eq!(frame, vector("mbed-array-sint.client.bin"));
+    }
+
+    #[test]
+    fn postback_requests_are_shaped_like_mbed_https() {
+        let (table, body) = stats_json(1);
+        assert_eq!(table, "heap_info");
+        let req = mbed_http_request("example.com:443", "test_database", table, "k", &body);
+        let text = String::from_utf8(req).expect("utf8");
+        assert!(text.starts_with("POST /postback/v3/event/test_database/heap_info HTTP/1.1\r\nAccept: text/plain\r\nContent-Length: "));
+        assert!(
+            text.contains("\r\nHost: example.com\r\nX-TD-Write-Key: k\r\n\r\n{\"current_size\":")
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(text.split("\r\n\r\n").nth(1).expect("body")).expect("json");
+        assert_eq!(json["alloc_fail_cnt"], 0);
+        for i in 0..4 {
+            let (_, body) = stats_json(i);
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert!(v.as_object().expect("object").values().all(|v| v.is_u64()));
+        }
     }
 
     #[test]

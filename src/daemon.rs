@@ -10,11 +10,12 @@
 //! and secrets for new connections), moved or removed listeners stop accepting, and
 //! retired outputs drain. Open connections are never dropped.
 
-use crate::config::{Config, ForwardConfig, SourceConfig};
+use crate::config::{Config, ForwardConfig, HttpConfig, SourceConfig, TlsConfig};
 use crate::input::forward::conn::ConnContext;
 use crate::input::forward::frame::FrameLimits;
 use crate::input::forward::ratelimit::LogLimiter;
 use crate::input::forward::{listener, udp};
+use crate::input::http::HttpContext;
 use crate::metrics::{InputMetrics, RouterMetrics};
 use crate::pipeline::{Outputs, Router};
 use crate::telemetry::{InputInfo, Telemetry};
@@ -43,8 +44,31 @@ struct SourceRuntime {
     /// The address as configured (reload matches listeners on it).
     configured: SocketAddr,
     bound: BoundSource,
-    contexts: watch::Sender<Arc<ConnContext>>,
+    contexts: Contexts,
     stop_accepting: CancellationToken,
+}
+
+/// Where a listener takes the context for each new connection, by kind.
+#[derive(Debug)]
+enum Contexts {
+    Forward(watch::Sender<Arc<ConnContext>>),
+    Http(watch::Sender<Arc<HttpContext>>),
+}
+
+impl Contexts {
+    fn label(&self) -> String {
+        match self {
+            Contexts::Forward(tx) => tx.borrow().label.clone(),
+            Contexts::Http(tx) => tx.borrow().label.clone(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Contexts::Forward(_) => "forward",
+            Contexts::Http(_) => "http",
+        }
+    }
 }
 
 /// A started daemon; dropping it does not stop it, call [`Running::shutdown`].
@@ -89,11 +113,21 @@ pub async fn start_with(
         api_addr: None,
     };
     for (i, source) in config.sources.iter().enumerate() {
-        let SourceConfig::Forward(fwd) = source;
-        let ctx_parts = prepare_source(i + 1, fwd, &config)?;
-        let tcp = bind_tcp(fwd.listen)
-            .with_context(|| format!("source #{}: cannot listen on {}", i + 1, fwd.listen))?;
-        let rt = running.launch(i + 1, fwd, tcp, ctx_parts, None).await?;
+        let n = i + 1;
+        let rt = match source {
+            SourceConfig::Forward(fwd) => {
+                let ctx_parts = prepare_source(n, fwd.listen, fwd.tls.as_ref(), &config)?;
+                let tcp = bind_tcp(fwd.listen)
+                    .with_context(|| format!("source #{n}: cannot listen on {}", fwd.listen))?;
+                running.launch(n, fwd, tcp, ctx_parts, None).await?
+            }
+            SourceConfig::Http(http) => {
+                let ctx_parts = prepare_source(n, http.listen, http.tls.as_ref(), &config)?;
+                let tcp = bind_tcp(http.listen)
+                    .with_context(|| format!("source #{n}: cannot listen on {}", http.listen))?;
+                running.launch_http(n, http, tcp, ctx_parts, None)?
+            }
+        };
         running.sources.push(rt);
     }
     running.refresh_telemetry();
@@ -114,16 +148,17 @@ struct PreparedSource {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Loads TLS material (files or generated certificates) for one source.
+/// Loads TLS material (files or generated certificates) for one listening source.
 fn prepare_source(
     n: usize,
-    fwd: &ForwardConfig,
+    listen: SocketAddr,
+    tls: Option<&TlsConfig>,
     config: &Config,
 ) -> anyhow::Result<PreparedSource> {
-    let tls = match &fwd.tls {
+    let tls = match tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
             crate::tls::server_config(t, &config.server.certs_dir)
-                .with_context(|| format!("source #{n} ({}): TLS setup failed", fwd.listen))?,
+                .with_context(|| format!("source #{n} ({listen}): TLS setup failed"))?,
         )),
         None => None,
     };
@@ -197,7 +232,63 @@ impl Running {
         Ok(SourceRuntime {
             configured: fwd.listen,
             bound: BoundSource { addr, tls, metrics },
-            contexts,
+            contexts: Contexts::Forward(contexts),
+            stop_accepting,
+        })
+    }
+
+    fn http_context(
+        &self,
+        addr: SocketAddr,
+        http: &HttpConfig,
+        prepared: PreparedSource,
+        metrics: Arc<InputMetrics>,
+    ) -> Arc<HttpContext> {
+        Arc::new(HttpContext::new(
+            addr,
+            http.clone(),
+            prepared.tls,
+            self.router.subscribe(),
+            metrics,
+        ))
+    }
+
+    /// Starts an HTTP listener's accept loop on a bound socket.
+    fn launch_http(
+        &self,
+        n: usize,
+        http: &HttpConfig,
+        tcp: TcpListener,
+        prepared: PreparedSource,
+        metrics: Option<Arc<InputMetrics>>,
+    ) -> anyhow::Result<SourceRuntime> {
+        let addr = tcp.local_addr()?;
+        let tls = prepared.tls.is_some();
+        let metrics = metrics.unwrap_or_default();
+        let ctx = self.http_context(addr, http, prepared, metrics.clone());
+        let (contexts, rx) = watch::channel(ctx);
+        let stop_accepting = self.shutdown.child_token();
+        self.tracker.spawn(crate::input::http::server::serve(
+            tcp,
+            rx,
+            stop_accepting.clone(),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        let kind = if tls { "tls" } else { "plain" };
+        let auth = if http.write_keys.is_empty() {
+            tracing::warn!(
+                "source #{n} (http on {addr}) has no write_keys: the postback path accepts any key or none; set write_keys = [\"...\"] to require one"
+            );
+            ""
+        } else {
+            ", write key required"
+        };
+        tracing::info!("source #{n} (http, {kind}{auth}) listening on {addr}");
+        Ok(SourceRuntime {
+            configured: http.listen,
+            bound: BoundSource { addr, tls, metrics },
+            contexts: Contexts::Http(contexts),
             stop_accepting,
         })
     }
@@ -219,6 +310,15 @@ impl Running {
                 crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?
             }
         };
+        let tls = match &api.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                crate::tls::server_config(t, &self.config.server.certs_dir)
+                    .context("[api]: TLS setup failed")?,
+            )),
+            None => None,
+        };
+        let tls_enabled = tls.is_some();
+        let scheme = if tls_enabled { "HTTPS" } else { "HTTP" };
         let listener = TcpListener::bind(api.listen)
             .await
             .with_context(|| format!("[api]: cannot listen on {}", api.listen))?;
@@ -232,12 +332,21 @@ impl Running {
         state.token = api.token.clone();
         state.reload = reload;
         let shutdown = self.shutdown.clone();
-        self.tracker.spawn(async move {
-            if let Err(e) = crate::api::serve(listener, state, shutdown).await {
-                tracing::error!("HTTP API stopped: {e}");
-            }
-        });
-        tracing::info!("HTTP API listening on {addr}");
+        let limits = crate::api::server::ServeLimits::default();
+        self.tracker.spawn(crate::api::serve_with(
+            listener, state, tls, limits, shutdown,
+        ));
+        tracing::info!("HTTP API listening on {addr} ({scheme})");
+        // Where `tidepool query` finds this daemon's API, ephemeral ports included.
+        let url_file = self
+            .config
+            .server
+            .data_dir
+            .join(crate::api::client::URL_FILE);
+        let url = crate::api::client::local_url(addr, tls_enabled);
+        if let Err(e) = std::fs::write(&url_file, format!("{url}\n")) {
+            tracing::warn!("cannot write {}: {e}", url_file.display());
+        }
         Ok(addr)
     }
 
@@ -246,7 +355,7 @@ impl Running {
             .sources
             .iter()
             .map(|s| InputInfo {
-                label: s.contexts.borrow().label.clone(),
+                label: s.contexts.label(),
                 addr: s.bound.addr,
                 tls: s.bound.tls,
                 metrics: s.bound.metrics.clone(),
@@ -294,15 +403,28 @@ impl Running {
         let mut prepared = Vec::new();
         let mut fresh = Vec::new();
         for (i, source) in config.sources.iter().enumerate() {
-            let SourceConfig::Forward(fwd) = source;
-            prepared.push(prepare_source(i + 1, fwd, &config)?);
-            let kept = self.sources.iter().any(|s| s.configured == fwd.listen);
-            fresh.push(if kept {
+            let n = i + 1;
+            let (listen, tls) = match source {
+                SourceConfig::Forward(fwd) => (fwd.listen, fwd.tls.as_ref()),
+                SourceConfig::Http(http) => (http.listen, http.tls.as_ref()),
+            };
+            prepared.push(prepare_source(n, listen, tls, &config)?);
+            let kept = self.sources.iter().find(|s| s.configured == listen);
+            if let Some(old) = kept {
+                anyhow::ensure!(
+                    old.contexts.kind() == source.kind(),
+                    "source #{n}: {listen} changes from {} to {}: a listener cannot change its type on reload (use another port, or restart)",
+                    old.contexts.kind(),
+                    source.kind()
+                );
+            }
+            fresh.push(if kept.is_some() {
                 None
             } else {
-                Some(bind_tcp(fwd.listen).with_context(|| {
-                    format!("source #{}: cannot listen on {}", i + 1, fwd.listen)
-                })?)
+                Some(
+                    bind_tcp(listen)
+                        .with_context(|| format!("source #{n}: cannot listen on {listen}"))?,
+                )
             });
         }
         check_routes(&config)?;
@@ -321,15 +443,35 @@ impl Running {
         let mut old = std::mem::take(&mut self.sources);
         for (i, ((source, prep), tcp)) in config.sources.iter().zip(prepared).zip(fresh).enumerate()
         {
-            let SourceConfig::Forward(fwd) = source;
-            if let Some(pos) = old.iter().position(|s| s.configured == fwd.listen) {
-                let mut rt = old.swap_remove(pos);
-                let ctx = self.context(rt.bound.addr, fwd, prep, rt.bound.metrics.clone());
-                rt.bound.tls = ctx.tls.is_some();
-                rt.contexts.send_replace(ctx);
-                sources.push(rt);
-            } else if let Some(tcp) = tcp {
-                sources.push(self.launch(i + 1, fwd, tcp, prep, None).await?);
+            let n = i + 1;
+            match source {
+                SourceConfig::Forward(fwd) => {
+                    if let Some(pos) = old.iter().position(|s| s.configured == fwd.listen) {
+                        let mut rt = old.swap_remove(pos);
+                        let ctx = self.context(rt.bound.addr, fwd, prep, rt.bound.metrics.clone());
+                        rt.bound.tls = ctx.tls.is_some();
+                        if let Contexts::Forward(tx) = &rt.contexts {
+                            tx.send_replace(ctx);
+                        }
+                        sources.push(rt);
+                    } else if let Some(tcp) = tcp {
+                        sources.push(self.launch(n, fwd, tcp, prep, None).await?);
+                    }
+                }
+                SourceConfig::Http(http) => {
+                    if let Some(pos) = old.iter().position(|s| s.configured == http.listen) {
+                        let mut rt = old.swap_remove(pos);
+                        let ctx =
+                            self.http_context(rt.bound.addr, http, prep, rt.bound.metrics.clone());
+                        rt.bound.tls = ctx.tls.is_some();
+                        if let Contexts::Http(tx) = &rt.contexts {
+                            tx.send_replace(ctx);
+                        }
+                        sources.push(rt);
+                    } else if let Some(tcp) = tcp {
+                        sources.push(self.launch_http(n, http, tcp, prep, None)?);
+                    }
+                }
             }
         }
         for gone in old {

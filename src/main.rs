@@ -102,6 +102,17 @@ struct QueryArgs {
     /// Print CSV.
     #[arg(long)]
     csv: bool,
+    /// Ask the API at this URL (e.g. https://agg-1:24220) instead of this machine's
+    /// daemon or store files.
+    #[arg(long, value_name = "URL", conflicts_with = "offline")]
+    api: Option<String>,
+    /// Bearer token for --api (default: the config's [api] token).
+    #[arg(long, requires = "api")]
+    token: Option<String>,
+    /// Read the store files even when the daemon is running (by default a running
+    /// daemon is asked through its API, so its query limits apply).
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,12 +275,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 QueryFormat::Table
             };
-            let out = tidepool::store::cli::run_query(
-                &config.server.data_dir,
-                args.database.as_deref(),
-                &args.sql,
-                format,
-            )?;
+            let out = match query_client(&config, &args)? {
+                Some(client) => {
+                    let db = args
+                        .database
+                        .as_deref()
+                        .unwrap_or(tidepool::store::names::DEFAULT_DATABASE);
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let result = rt.block_on(client.query(db, &args.sql))?;
+                    tidepool::store::cli::render(&result, format)?
+                }
+                None => tidepool::store::cli::run_query(
+                    &config.server.data_dir,
+                    args.database.as_deref(),
+                    &args.sql,
+                    format,
+                )?,
+            };
             print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
@@ -322,27 +346,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// keeps them).
 fn check_resources(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
-    let running = std::fs::read_to_string(config.server.data_dir.join(PID_FILE))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None).is_ok());
+    let running = running_pid(config);
     for (i, source) in config.sources.iter().enumerate() {
-        let tidepool::config::SourceConfig::Forward(f) = source;
+        let Some(listen) = source.listen() else {
+            continue;
+        };
         let n = i + 1;
-        if let Some(tls) = f.tls.as_ref().filter(|t| t.cert.is_some())
+        if let Some(tls) = source.server_tls().filter(|t| t.cert.is_some())
             && let Err(e) = tidepool::tls::server_config(tls, &config.server.certs_dir)
         {
-            problems.push(format!("source #{n} ({}): TLS: {e:#}", f.listen));
+            problems.push(format!("source #{n} ({listen}): TLS: {e:#}"));
         }
-        if f.listen.port() != 0
-            && let Err(e) = std::net::TcpListener::bind(f.listen)
+        if listen.port() != 0
+            && let Err(e) = std::net::TcpListener::bind(listen)
         {
             match running {
                 Some(pid) if e.kind() == std::io::ErrorKind::AddrInUse => eprintln!(
-                    "note: source #{n}: {} is in use, by the running tidepool (pid {pid}) presumably: fine for a reload",
-                    f.listen
+                    "note: source #{n}: {listen} is in use, by the running tidepool (pid {pid}) presumably: fine for a reload"
                 ),
-                _ => problems.push(format!("source #{n}: cannot listen on {}: {e}", f.listen)),
+                _ => problems.push(format!("source #{n}: cannot listen on {listen}: {e}")),
             }
         }
     }
@@ -356,6 +378,33 @@ fn check_resources(config: &Config) -> Vec<String> {
 
 /// Where the running daemon writes its process id, so `tidepool reload` can find it.
 const PID_FILE: &str = "tidepool.pid";
+
+/// The pid of the daemon running on this config's data_dir, if one is.
+fn running_pid(config: &Config) -> Option<i32> {
+    std::fs::read_to_string(config.server.data_dir.join(PID_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None).is_ok())
+}
+
+/// Where `tidepool query` sends its SQL: the API named by --api, the running
+/// daemon's API, or (None) the store files.
+fn query_client(
+    config: &Config,
+    args: &QueryArgs,
+) -> anyhow::Result<Option<tidepool::api::client::ApiClient>> {
+    use tidepool::api::client::ApiClient;
+    if let Some(url) = &args.api {
+        let token = args.token.clone().or_else(|| config.api.token.clone());
+        let ca = config.server.certs_dir.join("ca.pem");
+        let roots: Vec<_> = [ca].into_iter().filter(|p| p.exists()).collect();
+        return ApiClient::new(url, token, &roots).map(Some);
+    }
+    if args.offline || !config.api.enabled || running_pid(config).is_none() {
+        return Ok(None);
+    }
+    ApiClient::for_config(config).map(Some)
+}
 
 fn write_pid_file(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
@@ -521,9 +570,7 @@ fn certs(config: &ConfigArg, args: CertsArgs) -> anyhow::Result<ExitCode> {
         .sources
         .iter()
         .find_map(|s| {
-            let tidepool::config::SourceConfig::Forward(f) = s;
-            f.tls
-                .as_ref()
+            s.server_tls()
                 .filter(|t| t.cert.is_none())
                 .map(|t| t.common_names.clone())
         })

@@ -69,7 +69,7 @@ impl Telemetry {
             plugins.push(json!({
                 "plugin_id": i.label,
                 "plugin_category": "input",
-                "type": "forward",
+                "type": i.label.split(' ').next().unwrap_or("forward"),
                 "listen": i.addr.to_string(),
                 "tls": i.tls,
                 "connections_open": get(&m.connections_open),

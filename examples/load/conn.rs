@@ -4,6 +4,7 @@
 use crate::{Io, RunArgs};
 use anyhow::{Context, anyhow, bail};
 use bytes::BytesMut;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tidepool::client::{ClientTls, Credentials, build_ping, check_pong, parse_helo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,18 +28,41 @@ pub enum ErrorKind {
     ClosedBeforeAck,
     /// No ack within `--ack-timeout`.
     AckTimeout,
+    /// `load http`: the server answered a status other than 200 (nothing acked).
+    Status,
 }
 
 /// An error with its kind.
 pub struct Failed(pub ErrorKind, pub anyhow::Error);
 
+/// A rustls client config and the name the server's certificate must carry.
+pub type ClientTlsConfig = (
+    Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+);
+
+/// TLS trusting `ca` (or anything with `insecure`), built once per run and shared by
+/// every connection; the server name comes from `addr`'s host.
+pub fn client_tls(
+    addr: &str,
+    ca: Option<&PathBuf>,
+    insecure: bool,
+) -> anyhow::Result<ClientTlsConfig> {
+    let t = ClientTls {
+        ca_file: ca.cloned(),
+        insecure,
+        ..Default::default()
+    };
+    Ok((
+        tidepool::client::client_config(&t)?,
+        tidepool::client::server_name(&t, addr)?,
+    ))
+}
+
 /// Connection settings built once per run (the TLS config is shared).
 pub struct Dialer {
     addr: String,
-    tls: Option<(
-        Arc<rustls::ClientConfig>,
-        rustls::pki_types::ServerName<'static>,
-    )>,
+    tls: Option<ClientTlsConfig>,
     shared_key: Option<String>,
     hostname: String,
     user: Option<(String, String)>,
@@ -48,15 +72,7 @@ impl Dialer {
     /// Builds the TLS config once, from `--ca` / `--insecure`.
     pub fn new(args: &RunArgs) -> anyhow::Result<Dialer> {
         let tls = if args.ca.is_some() || args.insecure {
-            let t = ClientTls {
-                ca_file: args.ca.clone(),
-                insecure: args.insecure,
-                ..Default::default()
-            };
-            Some((
-                tidepool::client::client_config(&t)?,
-                tidepool::client::server_name(&t, &args.addr)?,
-            ))
+            Some(client_tls(&args.addr, args.ca.as_ref(), args.insecure)?)
         } else {
             None
         };
@@ -67,6 +83,18 @@ impl Dialer {
             hostname: args.hostname.clone(),
             user: args.username.clone().zip(args.password.clone()),
         })
+    }
+
+    /// A dialer without the forward handshake (`load http`): TCP_NODELAY, then TLS
+    /// when `tls` is given.
+    pub fn plain(addr: &str, tls: Option<ClientTlsConfig>) -> Dialer {
+        Dialer {
+            addr: addr.to_string(),
+            tls,
+            shared_key: None,
+            hostname: String::new(),
+            user: None,
+        }
     }
 
     /// Dials, runs TLS and the handshake.

@@ -1,17 +1,23 @@
 //! Load tool: drives a forward-protocol server with pre-encoded messages and reports
 //! events/s, MB/s, connections/s, ack latency percentiles and errors by kind; `sink` is
 //! an ack-only raw server (the practical upper bound on this machine), `td-mock` a local
-//! Treasure Data API, and `verify` checks a `--seq` run's acked events all arrived once.
+//! Treasure Data API, `http` posts JSON records over keep-alive HTTP (Treasure Data
+//! postback or Fluentd in_http, a 200 being the ack), and `verify` checks a `--seq` run's
+//! acked events all arrived once.
 //!
 //! ```text
 //! cargo run --release --example load -- sink --listen 127.0.0.1:24299
 //! cargo run --release --example load -- run --addr 127.0.0.1:24227 --conns 2 --batch 1000 --duration 10
 //! cargo run --release --example load -- run --events 1000000 --seq r1 --acked-out /tmp/r1.acked
 //! cargo run --release --example load -- verify --run r1 --acked /tmp/r1.acked --file out/*.jsonl
+//! cargo run --release --example load -- http --addr 127.0.0.1:28080 --conns 256 --duration 10
 //! ```
 
 mod conn;
 mod drive;
+mod http;
+mod request;
+mod response;
 mod sink;
 mod template;
 mod verify;
@@ -22,7 +28,7 @@ use std::path::PathBuf;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 #[derive(Parser, Debug)]
-#[command(about = "forward-protocol load generator, raw sink and delivery verifier")]
+#[command(about = "forward-protocol and HTTP load generator, raw sink and delivery verifier")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -49,6 +55,8 @@ enum Cmd {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Post JSON records over keep-alive HTTP connections (postback or in_http).
+    Http(Box<http::HttpArgs>),
     /// Check that a sink received every acked sequence number of a `--seq` run, once.
     Verify(verify::VerifyArgs),
 }
@@ -158,14 +166,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Cmd::Run(args) = &cli.cmd
-        && let Some(n) = args.threads
-    {
+    let threads = match &cli.cmd {
+        Cmd::Run(args) => args.threads,
+        Cmd::Http(args) => args.threads,
+        _ => None,
+    };
+    if let Some(n) = threads {
         rt.worker_threads(n.max(1));
     }
     let rt = rt.enable_all().build()?;
     match cli.cmd {
         Cmd::Run(args) => rt.block_on(drive::run(*args)),
+        Cmd::Http(args) => rt.block_on(http::run(*args)),
         Cmd::Sink { listen, tls_certs } => rt.block_on(sink::sink(listen, tls_certs)),
         Cmd::TdMock { report } => rt.block_on(sink::td_mock(report)),
         Cmd::Verify(args) => {

@@ -14,7 +14,9 @@
 //! names the query parameter or body field at fault. With a token configured, every
 //! endpoint but `/healthz` requires `Authorization: Bearer <token>`.
 
+pub mod client;
 mod handlers;
+pub mod server;
 #[cfg(test)]
 mod tests;
 
@@ -91,16 +93,34 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then lets requests in
-/// flight finish.
+/// Serves the API over plain HTTP on `listener` with the default limits until
+/// `shutdown` is cancelled, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(
+        listener,
+        state,
+        None,
+        server::ServeLimits::default(),
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// Serves the API on `listener`, through `tls` when given (`[api] tls`), with
+/// `limits` on connections, handshakes and header reads.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: ApiState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: server::ServeLimits,
+    shutdown: CancellationToken,
+) {
+    server::serve_router(listener, router(state), tls, limits, shutdown).await;
 }
 
 /// The routes, with the token check on all but `/healthz`.

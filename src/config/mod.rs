@@ -117,6 +117,75 @@ pub struct ServerConfig {
 pub enum SourceConfig {
     /// `type = "forward"`.
     Forward(ForwardConfig),
+    /// `type = "http"`: Treasure Data postback and Fluentd in_http over HTTP(S).
+    Http(HttpConfig),
+}
+
+impl SourceConfig {
+    /// The address a listening source binds, for checks that a port is free.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        match self {
+            SourceConfig::Forward(f) => Some(f.listen),
+            SourceConfig::Http(h) => Some(h.listen),
+        }
+    }
+
+    /// The server-side TLS a listening source terminates, when it has one.
+    pub fn server_tls(&self) -> Option<&TlsConfig> {
+        match self {
+            SourceConfig::Forward(f) => f.tls.as_ref(),
+            SourceConfig::Http(h) => h.tls.as_ref(),
+        }
+    }
+
+    /// The `type` as written, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Forward(_) => "forward",
+            SourceConfig::Http(_) => "http",
+        }
+    }
+}
+
+/// An HTTP input (`type = "http"`): Treasure Data's postback API
+/// (`POST /postback/v3/event/<db>/<table>`) and Fluentd's in_http (`POST /<tag>`).
+/// Every answer comes after the events are durable, as a forward ack does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// Address to bind, e.g. `0.0.0.0:8888`; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// TLS (HTTPS), when set; the same options as a forward input.
+    pub tls: Option<TlsConfig>,
+    /// Postback write keys accepted; empty = any key or none (the source is open).
+    pub write_keys: Vec<String>,
+    /// Serve Fluentd's in_http paths (`POST /<tag>`) besides the postback path
+    /// (default true); false answers them 404.
+    pub in_http: bool,
+    /// Largest request body as sent, in bytes (default 1 MiB, the postback API's
+    /// limit); larger bodies get 413.
+    pub max_body_size: usize,
+    /// Largest body once a `Content-Encoding: gzip`/`deflate` body is inflated
+    /// (default 16 MiB); larger gets 413.
+    pub max_decompressed_size: usize,
+    /// Deepest record nesting (default 64).
+    pub max_depth: usize,
+    /// Connections held at once; more are refused (default 10000).
+    pub max_connections: usize,
+    /// A connection that sends no complete request head for this long is closed,
+    /// an idle keep-alive connection included (default 10 s, Fluentd's
+    /// keepalive_timeout); this is what stops a slowloris sending headers.
+    pub idle_timeout: Duration,
+    /// A request body must arrive in full within this (default 30 s); a client
+    /// dribbling its body gets 408 and is closed.
+    pub body_timeout: Duration,
+    /// TLS handshake deadline (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Client networks allowed to connect; empty = all.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Origins browsers may post from (CORS); empty = CORS off, `"*"` = any.
+    pub cors_allow_origins: Vec<String>,
+    /// Prepend `prefix.` to every in_http tag (not to postback `td.<db>.<table>`).
+    pub add_tag_prefix: Option<String>,
 }
 
 /// A forward input (`type = "forward"`).
@@ -284,6 +353,8 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token every endpoint but `/healthz` requires, when set.
     pub token: Option<String>,
+    /// Serve HTTPS with these certificate options (as a forward source's `tls`).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -292,6 +363,7 @@ impl Default for ApiConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 24220)),
             token: None,
+            tls: None,
         }
     }
 }

@@ -116,6 +116,29 @@ pub struct ForwardRaw {
     pub add_tag_prefix: Option<Spanned<String>>,
 }
 
+/// `[[source]]` with `type = "http"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub listen: Spanned<String>,
+    pub tls: Option<Spanned<TlsRaw>>,
+    pub write_keys: Option<Vec<Spanned<String>>>,
+    pub in_http: Option<bool>,
+    pub max_body_size: Option<Spanned<Scalar>>,
+    pub max_decompressed_size: Option<Spanned<Scalar>>,
+    pub max_depth: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<Scalar>>,
+    pub body_timeout: Option<Spanned<Scalar>>,
+    pub handshake_timeout: Option<Spanned<Scalar>>,
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub cors_allow_origins: Option<Vec<Spanned<String>>>,
+    pub add_tag_prefix: Option<Spanned<String>>,
+}
+
 /// `tls = { ... }` of a source.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -393,4 +416,5 @@ pub struct ApiRaw {
     pub enabled: Option<bool>,
     pub listen: Option<Spanned<String>>,
     pub token: Option<Spanned<String>>,
+    pub tls: Option<Spanned<TlsRaw>>,
 }

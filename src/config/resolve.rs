@@ -15,6 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 mod api;
 mod filter;
+mod http;
 mod leaves;
 mod output;
 mod source;
@@ -33,7 +34,7 @@ pub(crate) struct Context<'a> {
 }
 
 const SECTIONS: &str = "server, source, filter, match, output, api";
-const SOURCE_TYPES: &str = "forward";
+const SOURCE_TYPES: &str = "forward, http";
 const OUTPUT_TYPES: &str = "null, stdout, file, td, store";
 
 /// Parses and checks `text`.

@@ -58,6 +58,7 @@ fn errors(text: &str) -> Vec<String> {
 fn forward(c: &Config, i: usize) -> &ForwardConfig {
     match c.sources.get(i) {
         Some(SourceConfig::Forward(f)) => f,
+        Some(other) => panic!("source #{i} is {}, not forward", other.kind()),
         None => panic!("no source #{i}"),
     }
 }
@@ -617,4 +618,135 @@ proptest::proptest! {
         let mutated = format!("{}{}{}", &base[..cut], insert, &base[end..]);
         let _ = parse_env(&mutated, &[("TIDEPOOL_KEY_PASSPHRASE", "x")]);
     }
+}
+
+fn http_source(c: &Config, i: usize) -> &HttpConfig {
+    match c.sources.get(i) {
+        Some(SourceConfig::Http(h)) => h,
+        Some(other) => panic!("source #{i} is {}, not http", other.kind()),
+        None => panic!("no source #{i}"),
+    }
+}
+
+#[test]
+fn http_sources_have_documented_defaults() {
+    let c = parse(
+        r#"
+[[source]]
+type = "http"
+listen = "127.0.0.1:8888"
+"#,
+    );
+    let h = http_source(&c, 0);
+    assert_eq!(h.listen, "127.0.0.1:8888".parse().expect("addr"));
+    assert!(h.tls.is_none());
+    assert!(h.write_keys.is_empty());
+    assert!(h.in_http);
+    assert_eq!(h.max_body_size, 1 << 20);
+    assert_eq!(h.max_decompressed_size, 16 << 20);
+    assert_eq!(h.max_depth, 64);
+    assert_eq!(h.max_connections, 10_000);
+    assert_eq!(h.idle_timeout, Duration::from_secs(10));
+    assert_eq!(h.body_timeout, Duration::from_secs(30));
+    assert_eq!(h.handshake_timeout, Duration::from_secs(10));
+    assert!(h.cors_allow_origins.is_empty() && h.allow.is_empty());
+    assert_eq!(c.sources[0].listen(), Some(h.listen));
+    assert_eq!(c.sources[0].kind(), "http");
+}
+
+#[test]
+fn http_sources_take_every_setting() {
+    let c = parse(
+        r#"
+[[source]]
+type = "forward"
+listen = "127.0.0.1:24227"
+
+[[source]]
+type = "http"
+listen = "127.0.0.1:8443"
+tls = { generate = true, common_name = "127.0.0.1" }
+write_keys = ["1/abc", "2/def", "1/abc"]
+in_http = false
+max_body_size = "64KiB"
+max_decompressed_size = "1MiB"
+max_depth = 8
+max_connections = 5
+idle_timeout = "2s"
+body_timeout = "3s"
+handshake_timeout = "4s"
+allow = ["10.0.0.0/8"]
+cors_allow_origins = ["https://app.example.com", "*"]
+add_tag_prefix = "web"
+"#,
+    );
+    let h = http_source(&c, 1);
+    assert_eq!(h.write_keys, ["1/abc", "2/def"], "duplicates dropped");
+    assert!(!h.in_http);
+    assert_eq!(h.max_body_size, 64 << 10);
+    assert_eq!(h.max_decompressed_size, 1 << 20);
+    assert_eq!((h.max_depth, h.max_connections), (8, 5));
+    assert_eq!(h.idle_timeout, Duration::from_secs(2));
+    assert_eq!(h.body_timeout, Duration::from_secs(3));
+    assert_eq!(h.handshake_timeout, Duration::from_secs(4));
+    assert_eq!(h.allow.len(), 1);
+    assert_eq!(h.cors_allow_origins.len(), 2);
+    assert_eq!(h.add_tag_prefix.as_deref(), Some("web"));
+    assert_eq!(
+        c.sources[1].server_tls().map(|t| t.common_names.clone()),
+        Some(vec!["127.0.0.1".to_string()])
+    );
+    assert!(matches!(c.sources[0], SourceConfig::Forward(_)));
+}
+
+#[test]
+fn http_source_errors_name_the_key() {
+    let errs = errors(
+        r#"
+[[source]]
+type = "http"
+listen = "127.0.0.1:8888"
+write_keys = ["has space"]
+max_body_size = "2MiB"
+max_decompressed_size = "1MiB"
+idle_timeout = "0s"
+cors_allow_origins = ["https://x.example.com/"]
+add_tag_prefix = "bad..prefix"
+colour = "blue"
+"#,
+    );
+    let all = errs.join("\n");
+    for needle in [
+        "source[1].write_keys[1]",
+        "source[1].max_decompressed_size",
+        "source[1].idle_timeout",
+        "source[1].cors_allow_origins[1]",
+        "source[1].add_tag_prefix",
+        "colour",
+    ] {
+        assert!(all.contains(needle), "{needle} missing from:\n{all}");
+    }
+    let clash = errors(
+        r#"
+[[source]]
+type = "forward"
+listen = "127.0.0.1:9000"
+
+[[source]]
+type = "http"
+listen = "0.0.0.0:9000"
+"#,
+    );
+    assert!(
+        clash.join("\n").contains("already used by [[source]] #1"),
+        "{clash:?}"
+    );
+    let unknown = errors(
+        r#"
+[[source]]
+type = "mqttx"
+listen = "0.0.0.0:9000"
+"#,
+    );
+    assert!(unknown.join("\n").contains("forward, http"), "{unknown:?}");
 }

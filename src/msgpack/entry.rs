@@ -219,6 +219,19 @@ fn read_head_and_time<'a>(
     pos: usize,
     check: Option<&mut Scanner>,
 ) -> Result<EntryHead<'a>, ScanError> {
+    // Fast path for what Fluent Bit and Fluentd send: fixarray(2), EventTime fixext8.
+    if let Some(&[0x92, 0xd7, 0x00, s0, s1, s2, s3, n0, n1, n2, n3]) =
+        pos.checked_add(11).and_then(|end| buf.get(pos..end))
+    {
+        let nanos = u32::from_be_bytes([n0, n1, n2, n3]);
+        if nanos < NANOS {
+            let time = EventTime {
+                secs: i64::from(u32::from_be_bytes([s0, s1, s2, s3])),
+                nanos,
+            };
+            return Ok((time, None, Cursor { buf, pos: pos + 11 }));
+        }
+    }
     let mut cur = Cursor { buf, pos };
     match cur.head()? {
         Head::Array(2) => {}

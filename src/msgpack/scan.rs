@@ -107,6 +107,8 @@ pub struct Scanner {
     open: Vec<u64>,
     /// Bytes that must be buffered before scanning is worth resuming.
     need: usize,
+    /// [`check_value`]'s container stack, kept here so it is not zeroed per value.
+    fast: Box<[u64; FAST_DEPTH]>,
 }
 
 impl Scanner {
@@ -117,6 +119,7 @@ impl Scanner {
             pos: 0,
             open: Vec::new(),
             need: 0,
+            fast: Box::new([0; FAST_DEPTH]),
         }
     }
 
@@ -275,10 +278,25 @@ pub fn scan_value(buf: &[u8], limits: &Limits) -> Result<Scan, ScanError> {
     Scanner::new(*limits).resume(buf)
 }
 
+/// Deepest nesting [`check_value`] validates with a stack on the call stack; deeper
+/// limits go through the resumable [`Scanner`].
+const FAST_DEPTH: usize = 64;
+
 /// Checks that `buf[pos..]` starts with one complete, well-formed value within
 /// `scanner`'s limits (reusing its stack), and returns where the value ends.
+///
+/// This is the per-record check of every PackedForward entry, so when the whole value
+/// is already buffered and cannot cross the byte limit (the usual case: the frame
+/// was bounded by the same limit), a straight loop with its container stack in a
+/// fixed array does the work; it accepts and rejects exactly what the scanner does.
+#[inline]
 pub fn check_value(scanner: &mut Scanner, buf: &[u8], pos: usize) -> Result<usize, ScanError> {
     let rest = buf.get(pos..).ok_or_else(|| truncated(pos))?;
+    if rest.len() <= scanner.limits.max_bytes && scanner.limits.max_depth <= FAST_DEPTH {
+        return check_complete(rest, &scanner.limits, &mut scanner.fast)
+            .map(|n| pos + n)
+            .map_err(|e| shift(e, pos));
+    }
     scanner.reset();
     let res = scanner.resume(rest);
     scanner.reset();
@@ -286,6 +304,101 @@ pub fn check_value(scanner: &mut Scanner, buf: &[u8], pos: usize) -> Result<usiz
         Ok(Scan::Complete(n)) => Ok(pos + n),
         Ok(Scan::Incomplete { .. }) => Err(truncated(pos)),
         Err(e) => Err(shift(e, pos)),
+    }
+}
+
+/// Validates the value at the start of `buf`, all of which is buffered and no longer
+/// than `limits.max_bytes`; returns its length. Errors are the scanner's: a length
+/// or count crossing the limit is [`ScanError::TooLarge`], one that only runs past
+/// the buffer is truncation at the value's start.
+fn check_complete(
+    buf: &[u8],
+    limits: &Limits,
+    open: &mut [u64; FAST_DEPTH],
+) -> Result<usize, ScanError> {
+    // `open` holds the elements still expected by each open container, innermost at
+    // `depth - 1`; slots at `depth` and above are stale and written before being read.
+    let mut depth = 0usize;
+    let mut pos = 0usize;
+    loop {
+        let start = pos;
+        let Some(&marker) = buf.get(pos) else {
+            return Err(truncated(0));
+        };
+        let elements = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
+                pos += 1;
+                0
+            }
+            0xa0..=0xbf => {
+                pos += 1 + usize::from(marker & 0x1f);
+                0
+            }
+            0x80..=0x8f => {
+                pos += 1;
+                u64::from(marker & 0x0f) * 2
+            }
+            0x90..=0x9f => {
+                pos += 1;
+                u64::from(marker & 0x0f)
+            }
+            _ => {
+                let (head, hlen) = read_head(buf, pos)?.ok_or_else(|| truncated(0))?;
+                pos += hlen;
+                let allowed = limits.max_bytes.saturating_sub(pos) as u64;
+                let declared = match head {
+                    Head::Array(n) => u64::from(n),
+                    Head::Map(n) => u64::from(n) * 2,
+                    _ => u64::from(head.body_len()),
+                };
+                if declared > allowed {
+                    return Err(too_large(
+                        start,
+                        marker,
+                        declared,
+                        allowed,
+                        limits.max_bytes,
+                    ));
+                }
+                match head {
+                    Head::Array(_) | Head::Map(_) => declared,
+                    _ => {
+                        pos += declared as usize;
+                        0
+                    }
+                }
+            }
+        };
+        if pos > buf.len() {
+            return Err(truncated(0));
+        }
+        if elements > 0 {
+            if depth >= limits.max_depth {
+                return Err(ScanError::TooDeep {
+                    offset: start,
+                    limit: limits.max_depth,
+                });
+            }
+            if elements > (buf.len() - pos) as u64 {
+                return Err(truncated(0));
+            }
+            if let Some(slot) = open.get_mut(depth) {
+                *slot = elements;
+            }
+            depth += 1;
+            continue;
+        }
+        // A value ended: count it against the open containers, closing finished ones.
+        loop {
+            let Some(left) = depth.checked_sub(1).and_then(|d| open.get_mut(d)) else {
+                return Ok(pos);
+            };
+            *left -= 1;
+            if *left > 0 {
+                break;
+            }
+            depth -= 1;
+        }
     }
 }
 

@@ -438,4 +438,32 @@ proptest! {
         }
         prop_assert_eq!(got, lens);
     }
+
+    /// The straight-loop check used on complete buffers accepts and rejects exactly
+    /// what the resumable scanner does, at the same length, on valid values, their
+    /// truncations and random bytes, under tight and loose limits.
+    #[test]
+    fn check_value_agrees_with_the_resumable_scanner(
+        v in arb_value(),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+        cut in any::<prop::sample::Index>(),
+        depth in 1usize..8,
+    ) {
+        let valid = encode(&v);
+        let truncated = valid[..cut.index(valid.len() + 1)].to_vec();
+        for bytes in [valid, truncated, noise] {
+            for limits in [
+                Limits { max_bytes: 1 << 20, max_depth: depth },
+                Limits { max_bytes: bytes.len().max(1), max_depth: 64 },
+            ] {
+                let fast = check_value(&mut Scanner::new(limits), &bytes, 0);
+                let slow = match Scanner::new(limits).resume(&bytes) {
+                    Ok(Scan::Complete(n)) => Ok(n),
+                    Ok(Scan::Incomplete { .. }) => Err(()),
+                    Err(_) => Err(()),
+                };
+                prop_assert_eq!(fast.map_err(|_| ()), slow, "{:02x?} {:?}", bytes, limits);
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use super::{Chunk, OutputError};
 use crate::event::EventTime;
-use crate::msgpack::entries;
+use crate::msgpack::entry::entry_head;
 use std::io::Write as _;
 
 /// Writes lines to the process's stdout.
@@ -54,18 +54,60 @@ impl StdoutOutput {
 /// Pure, so the exact line format is testable without capturing stdout. A malformed
 /// entry makes the whole chunk `Permanent`: it will never render on a retry.
 pub fn render_chunk(chunk: &Chunk) -> Result<Vec<u8>, OutputError> {
-    let mut out = Vec::with_capacity(chunk.entries.len().saturating_mul(2));
-    for (i, entry) in entries(&chunk.entries).enumerate() {
+    let buf = &chunk.entries[..];
+    let mut out = Vec::with_capacity(buf.len().saturating_mul(2));
+    let (mut pos, mut i) = (0usize, 0usize);
+    while pos < buf.len() {
         let bad = |e: crate::msgpack::ScanError| {
             OutputError::Permanent(format!(
                 "chunk {} (key {:?}): entry {i} cannot be rendered as JSON: {e}",
                 chunk.id, chunk.key
             ))
         };
-        let entry = entry.map_err(bad)?;
-        write_line(entry.time, &chunk.key, entry.record, &mut out).map_err(bad)?;
+        // One pass per record: the time is read, then the record is rendered while
+        // it is walked, which also finds where the next entry starts.
+        let (time, record_at) = entry_head(buf, pos).map_err(bad)?;
+        let rest = buf.get(record_at..).unwrap_or_default();
+        let len = write_prefix_line(time, &chunk.key, rest, &mut out).map_err(bad)?;
+        pos = record_at + len;
+        i += 1;
     }
     Ok(out)
+}
+
+/// Appends one `time tag: json\n` line for the record at the start of `record`
+/// (more bytes may follow it); returns the record's length. On error `out` is left
+/// as it was.
+fn write_prefix_line(
+    time: EventTime,
+    tag: &str,
+    record: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize, crate::msgpack::ScanError> {
+    let start = out.len();
+    write_line_head(time, tag, out);
+    match super::json::write_json_prefix(record, &[], out) {
+        Ok(len) => {
+            out.push(b'\n');
+            Ok(len)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// `time tag: `, control characters in the tag printed as `?` so a tag cannot forge
+/// extra lines.
+fn write_line_head(time: EventTime, tag: &str, out: &mut Vec<u8>) {
+    write_time_utc(time, out);
+    out.push(b' ');
+    out.extend(
+        tag.bytes()
+            .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+    );
+    out.extend_from_slice(b": ");
 }
 
 /// Appends one `time tag: json\n` line; on error `out` is left as it was.
@@ -78,13 +120,7 @@ pub fn write_line(
     out: &mut Vec<u8>,
 ) -> Result<(), crate::msgpack::ScanError> {
     let start = out.len();
-    write_time_utc(time, out);
-    out.push(b' ');
-    out.extend(
-        tag.bytes()
-            .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
-    );
-    out.extend_from_slice(b": ");
+    write_line_head(time, tag, out);
     if let Err(e) = super::json::write_json(record, out) {
         out.truncate(start);
         return Err(e);

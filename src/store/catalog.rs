@@ -66,10 +66,11 @@ pub fn databases(dir: &Path) -> Vec<DatabaseInfo> {
     out
 }
 
-/// The user tables of `conn`'s database, sorted.
+/// The user tables of `conn`'s database, sorted: SQLite's own and the store's
+/// (named with a `#`, which no normalized name has) left out.
 pub fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND instr(name, '#') = 0 ORDER BY name",
     )?;
     let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
     names.collect()

@@ -29,14 +29,19 @@ pub fn run_query(
     let dir = super::store_dir(data_dir);
     let db = db.unwrap_or(DEFAULT_DATABASE);
     let result = super::query::run(&dir, db, sql, Limits::default())?;
+    render(&result, format)
+}
+
+/// Renders a query's answer as `tidepool query` prints it.
+pub fn render(result: &QueryResult, format: QueryFormat) -> anyhow::Result<String> {
     Ok(match format {
-        QueryFormat::Table => render_table(&result),
+        QueryFormat::Table => render_table(result),
         QueryFormat::Json => {
-            let mut s = serde_json::to_string(&result)?;
+            let mut s = serde_json::to_string(result)?;
             s.push('\n');
             s
         }
-        QueryFormat::Csv => render_csv(&result),
+        QueryFormat::Csv => render_csv(result),
     })
 }
 

@@ -183,9 +183,10 @@ impl Store {
         entries: &[u8],
     ) -> Result<WriteOutcome, WriteError> {
         let stats = &self.inner.stats;
-        let result = self
-            .writer(db)
-            .and_then(|w| lock(&w).write_chunk(table, id, entries));
+        let result = writer::Rows::decode(id, entries).and_then(|rows| {
+            self.writer(db)
+                .and_then(|w| lock(&w).write_decoded(table, id, &rows))
+        });
         match &result {
             Ok(o) if o.duplicate => {
                 stats.chunks_duplicate.fetch_add(1, Ordering::Relaxed);

@@ -78,7 +78,7 @@ impl Default for Limits {
 }
 
 /// A query's answer: column names and rows of JSON values.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueryResult {
     /// Column names, in select order.
     pub columns: Vec<String>,

@@ -4,7 +4,7 @@
 //! so chunk writes and queries get their turn between batches however much is old.
 
 use super::names::quote_ident;
-use super::writer::{TIME, open_writer};
+use super::writer::{LEDGER, TIME, open_writer};
 use super::{Store, catalog, lock};
 use rusqlite::Connection;
 use std::path::Path;
@@ -54,6 +54,32 @@ pub fn purge_batch(
     Ok(n as u64)
 }
 
+/// The ledger keeps a chunk's id at least this long, whatever the retention: long
+/// enough for any buffer to have redelivered a chunk whose answer was lost.
+pub const LEDGER_MIN_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Forgets ledger rows (ids of stored chunks) older than both `cutoff` and
+/// [`LEDGER_MIN_KEEP`], up to `batch` of them; returns how many.
+pub fn purge_ledger(conn: &Connection, cutoff: i64, batch: usize) -> rusqlite::Result<u64> {
+    let cutoff = cutoff.min(self::cutoff(LEDGER_MIN_KEEP));
+    let ql = quote_ident(LEDGER);
+    let exists: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [LEDGER],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    let n = conn.execute(
+        &format!(
+            "DELETE FROM {ql} WHERE chunk IN (SELECT chunk FROM {ql} WHERE stored_at < ?1 LIMIT ?2)"
+        ),
+        rusqlite::params![cutoff, i64::try_from(batch).unwrap_or(i64::MAX)],
+    )?;
+    Ok(n as u64)
+}
+
 /// Tables of `conn` that have a `time` column (the ones the store made).
 fn timed_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut out = Vec::new();
@@ -89,6 +115,10 @@ impl Store {
                     }
                 }
             }
+            while purge_ledger(lock(&writer).conn(), cutoff, batch.max(1))
+                .map_err(|e| anyhow::anyhow!("database {db}, chunk ledger: {e}"))?
+                >= batch.max(1) as u64
+            {}
         }
         Ok(report)
     }
@@ -116,6 +146,10 @@ pub fn purge_dir(dir: &Path, retention: Duration) -> anyhow::Result<PurgeReport>
                 }
             }
         }
+        while purge_ledger(&conn, cutoff, PURGE_BATCH)
+            .map_err(|e| anyhow::anyhow!("{}, chunk ledger: {e}", path.display()))?
+            >= PURGE_BATCH as u64
+        {}
     }
     Ok(report)
 }

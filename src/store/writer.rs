@@ -20,16 +20,20 @@ use std::time::Duration;
 pub const TIME: &str = "time";
 /// The EventTime's nanoseconds within the second.
 pub const TIME_NANOS: &str = "time_nanos";
-/// The chunk's id folded to 64 bits ([`chunk_key`]).
+/// Column of tables made before the chunk ledger: the chunk's id ([`chunk_key`]).
 pub const CHUNK: &str = "_chunk";
-/// The entry's index within its chunk.
+/// Column of tables made before the chunk ledger: the entry's index in its chunk.
 pub const INDEX: &str = "_idx";
+/// The table recording every chunk stored in a database (its [`chunk_key`], table,
+/// row count and when). `#` cannot occur in a normalized table name, so no tag can
+/// name it, and the catalog hides it.
+pub const LEDGER: &str = "#chunks";
 /// Keys that found no column of their own (over [`MAX_COLUMNS`], or names over
 /// [`MAX_COLUMN_NAME`] bytes), as one JSON object per row.
 pub const EXTRA: &str = "_extra";
 
 /// Columns every table has, in order.
-pub const FIXED_COLUMNS: [&str; 4] = [TIME, TIME_NANOS, CHUNK, INDEX];
+pub const FIXED_COLUMNS: [&str; 2] = [TIME, TIME_NANOS];
 
 /// Names a record key may not take as they are (compared ignoring ASCII case, as
 /// SQLite does): the store's own columns, and SQLite's rowid aliases, which a column
@@ -114,6 +118,8 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
 pub struct DbWriter {
     conn: Connection,
     tables: HashMap<String, Schema>,
+    /// Whether the ledger table is known to exist.
+    ledger_ready: bool,
 }
 
 impl std::fmt::Debug for DbWriter {
@@ -133,13 +139,16 @@ struct Schema {
     lower: HashMap<String, usize>,
     /// Record key as sent → column index, None = goes to [`EXTRA`].
     keys: HashMap<String, Option<usize>>,
+    /// A table made before the chunk ledger: it has `_chunk`/`_idx` columns (NOT
+    /// NULL, so they are still filled) and may hold chunks the ledger never saw.
+    legacy: bool,
 }
 
 impl Schema {
     fn user_columns(&self) -> usize {
         self.columns
             .iter()
-            .filter(|c| !FIXED_COLUMNS.contains(&c.as_str()) && c.as_str() != EXTRA)
+            .filter(|c| !RESERVED_COLUMNS.contains(&c.as_str()))
             .count()
     }
 
@@ -151,11 +160,50 @@ impl Schema {
     }
 }
 
-/// One decoded entry.
-struct Row<'a> {
-    secs: i64,
-    nanos: u32,
+/// A chunk's entries decoded into one flat list of cells, so a 1000-entry chunk
+/// costs a handful of allocations, not one per entry. Decoded before the database's
+/// lock is taken, so flush workers decode in parallel and serialise only on SQLite.
+#[derive(Default)]
+pub struct Rows<'a> {
+    /// Each entry's seconds and nanoseconds.
+    times: Vec<(i64, u32)>,
+    /// Where each entry's cells end in `cells`.
+    ends: Vec<usize>,
+    /// Every entry's cells, in entry order.
     cells: Vec<(Cow<'a, str>, Cell<'a>)>,
+}
+
+impl<'a> Rows<'a> {
+    /// Decodes every entry of a chunk; a bad entry is a permanent error.
+    pub fn decode(id: ChunkId, entry_bytes: &'a [u8]) -> Result<Rows<'a>, WriteError> {
+        let mut rows = Rows::default();
+        let mut one = Vec::new();
+        for (i, entry) in entries(entry_bytes).enumerate() {
+            let bad = |e: crate::msgpack::ScanError| {
+                WriteError::Permanent(format!("chunk {id}: entry {i} cannot be read: {e}"))
+            };
+            let entry = entry.map_err(bad)?;
+            cells(entry.record, &mut one).map_err(bad)?;
+            rows.cells.append(&mut one);
+            rows.times.push((entry.time.secs, entry.time.nanos));
+            rows.ends.push(rows.cells.len());
+        }
+        Ok(rows)
+    }
+
+    fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// The cells of entry `i` and the index of its first cell in `cells`.
+    fn entry(&self, i: usize) -> (usize, &[(Cow<'a, str>, Cell<'a>)]) {
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        (start, self.cells.get(start..end).unwrap_or_default())
+    }
 }
 
 impl DbWriter {
@@ -164,6 +212,7 @@ impl DbWriter {
         DbWriter {
             conn,
             tables: HashMap::new(),
+            ledger_ready: false,
         }
     }
 
@@ -179,21 +228,18 @@ impl DbWriter {
         id: ChunkId,
         entry_bytes: &[u8],
     ) -> Result<WriteOutcome, WriteError> {
-        let mut rows = Vec::new();
-        for (i, entry) in entries(entry_bytes).enumerate() {
-            let bad = |e: crate::msgpack::ScanError| {
-                WriteError::Permanent(format!("chunk {id}: entry {i} cannot be read: {e}"))
-            };
-            let entry = entry.map_err(bad)?;
-            let mut row = Row {
-                secs: entry.time.secs,
-                nanos: entry.time.nanos,
-                cells: Vec::new(),
-            };
-            cells(entry.record, &mut row.cells).map_err(bad)?;
-            rows.push(row);
-        }
-        let result = self.write_rows(table, id, &rows);
+        let rows = Rows::decode(id, entry_bytes)?;
+        self.write_decoded(table, id, &rows)
+    }
+
+    /// Stores a chunk's decoded entries in `table` in one transaction.
+    pub fn write_decoded(
+        &mut self,
+        table: &str,
+        id: ChunkId,
+        rows: &Rows<'_>,
+    ) -> Result<WriteOutcome, WriteError> {
+        let result = self.write_rows(table, id, rows);
         if result.is_err() {
             // The transaction rolled back: columns added in it are gone again.
             self.tables.remove(table);
@@ -205,11 +251,19 @@ impl DbWriter {
         &mut self,
         table: &str,
         id: ChunkId,
-        rows: &[Row<'_>],
+        rows: &Rows<'_>,
     ) -> rusqlite::Result<WriteOutcome> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !self.ledger_ready {
+            tx.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (\
+                   chunk INTEGER PRIMARY KEY, tbl TEXT NOT NULL, \
+                   rows INTEGER NOT NULL, stored_at INTEGER NOT NULL)",
+                quote_ident(LEDGER)
+            ))?;
+        }
         if !self.tables.contains_key(table) {
             let schema = load_schema(&tx, table)?;
             self.tables.insert(table.to_string(), schema);
@@ -219,49 +273,44 @@ impl DbWriter {
         };
         let qt = quote_ident(table);
         let chunk = chunk_key(id);
-        let seen: Option<i64> = tx
+        let fresh = tx
             .prepare_cached(&format!(
-                "SELECT 1 FROM {qt} WHERE \"{CHUNK}\" = ?1 LIMIT 1"
+                "INSERT OR IGNORE INTO {} (chunk, tbl, rows, stored_at) VALUES (?1, ?2, ?3, ?4)",
+                quote_ident(LEDGER)
             ))?
-            .query_row(params![chunk], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
-        if seen.is_some() {
+            .execute(params![chunk, table, rows.len() as i64, unix_now()])?;
+        if fresh == 0 || (schema.legacy && legacy_has_chunk(&tx, &qt, chunk)?) {
             tx.commit()?;
+            self.ledger_ready = true;
             return Ok(WriteOutcome {
                 duplicate: true,
                 ..WriteOutcome::default()
             });
         }
 
-        // Column index (in the table) of each cell, in row order; None = extra.
+        // Column index (in the table) of each cell, in cell order; None = extra.
         let mut outcome = WriteOutcome::default();
-        let mut placement: Vec<Option<usize>> = Vec::new();
+        let mut placement: Vec<Option<usize>> = Vec::with_capacity(rows.cells.len());
         // Table column index → position among this chunk's insert columns.
         let mut position: Vec<Option<usize>> = Vec::new();
         let mut used: Vec<usize> = Vec::new();
         let mut any_extra = false;
-        for row in rows {
-            for (key, cell) in &row.cells {
-                let col = column_for(&tx, &qt, schema, key, cell, &mut outcome)?;
-                if let Some(c) = col {
-                    if position.len() <= c {
-                        position.resize(c + 1, None);
-                    }
-                    if position.get(c).copied().flatten().is_none() {
-                        if let Some(p) = position.get_mut(c) {
-                            *p = Some(used.len());
-                        }
-                        used.push(c);
-                    }
-                } else {
-                    any_extra = true;
+        for (key, cell) in &rows.cells {
+            let col = column_for(&tx, &qt, schema, key, cell, &mut outcome)?;
+            if let Some(c) = col {
+                if position.len() <= c {
+                    position.resize(c + 1, None);
                 }
-                placement.push(col);
+                if position.get(c).copied().flatten().is_none() {
+                    if let Some(p) = position.get_mut(c) {
+                        *p = Some(used.len());
+                    }
+                    used.push(c);
+                }
+            } else {
+                any_extra = true;
             }
+            placement.push(col);
         }
         if any_extra && !schema.lower.contains_key(EXTRA) {
             tx.execute_batch(&format!(
@@ -271,7 +320,12 @@ impl DbWriter {
             schema.push(EXTRA.to_string());
         }
 
-        let mut names: Vec<&str> = FIXED_COLUMNS.to_vec();
+        let fixed: &[&str] = if schema.legacy {
+            &[TIME, TIME_NANOS, CHUNK, INDEX]
+        } else {
+            &[TIME, TIME_NANOS]
+        };
+        let mut names: Vec<&str> = fixed.to_vec();
         names.extend(
             used.iter()
                 .filter_map(|&c| schema.columns.get(c).map(String::as_str)),
@@ -289,41 +343,43 @@ impl DbWriter {
         let tuple = format!("({})", vec!["?"; width].join(","));
         let sql_for = |n: usize| {
             format!(
-                "INSERT OR IGNORE INTO {qt} ({columns}) VALUES {}",
+                "INSERT INTO {qt} ({columns}) VALUES {}",
                 vec![tuple.as_str(); n].join(",")
             )
         };
 
         let mut slots: Vec<Option<&Cell<'_>>> = vec![None; width];
         let mut extras: Vec<(&str, &Cell<'_>)> = Vec::new();
-        let mut cell_at = 0usize;
-        let mut index = 0usize;
         let extra_slot = width - 1;
+        let mut index = 0usize;
         while index < rows.len() {
             let n = per_insert.min(rows.len() - index);
             let mut stmt = tx.prepare_cached(&sql_for(n))?;
-            for (k, row) in rows.iter().enumerate().skip(index).take(n) {
+            for k in index..index + n {
                 slots.iter_mut().for_each(|s| *s = None);
                 extras.clear();
-                for (key, cell) in &row.cells {
-                    match placement.get(cell_at).copied().flatten() {
+                let (first, cells) = rows.entry(k);
+                for (j, (key, cell)) in cells.iter().enumerate() {
+                    match placement.get(first + j).copied().flatten() {
                         Some(c) => {
                             if let Some(p) = position.get(c).copied().flatten()
-                                && let Some(s) = slots.get_mut(FIXED_COLUMNS.len() + p)
+                                && let Some(s) = slots.get_mut(fixed.len() + p)
                             {
                                 *s = Some(cell);
                             }
                         }
                         None => extras.push((key, cell)),
                     }
-                    cell_at += 1;
                 }
+                let (secs, nanos) = rows.times.get(k).copied().unwrap_or_default();
                 let base = (k - index) * width;
-                stmt.raw_bind_parameter(base + 1, row.secs)?;
-                stmt.raw_bind_parameter(base + 2, row.nanos)?;
-                stmt.raw_bind_parameter(base + 3, chunk)?;
-                stmt.raw_bind_parameter(base + 4, i64::try_from(k).unwrap_or(i64::MAX))?;
-                for (j, slot) in slots.iter().enumerate().skip(FIXED_COLUMNS.len()) {
+                stmt.raw_bind_parameter(base + 1, secs)?;
+                stmt.raw_bind_parameter(base + 2, nanos)?;
+                if schema.legacy {
+                    stmt.raw_bind_parameter(base + 3, chunk)?;
+                    stmt.raw_bind_parameter(base + 4, i64::try_from(k).unwrap_or(i64::MAX))?;
+                }
+                for (j, slot) in slots.iter().enumerate().skip(fixed.len()) {
                     if any_extra && j == extra_slot {
                         let json = (!extras.is_empty()).then(|| extras_json(&extras));
                         stmt.raw_bind_parameter(base + j + 1, json)?;
@@ -337,8 +393,30 @@ impl DbWriter {
             index += n;
         }
         tx.commit()?;
+        self.ledger_ready = true;
         Ok(outcome)
     }
+}
+
+/// Whether a table made before the chunk ledger already holds rows of `chunk`.
+fn legacy_has_chunk(tx: &Connection, qt: &str, chunk: i64) -> rusqlite::Result<bool> {
+    let found = tx
+        .prepare_cached(&format!(
+            "SELECT 1 FROM {qt} WHERE \"{CHUNK}\" = ?1 LIMIT 1"
+        ))?
+        .query_row(params![chunk], |_| Ok(()));
+    match found {
+        Ok(()) => Ok(true),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Seconds since the epoch, for the ledger's `stored_at`.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The column a record key goes to, adding it when new; None = [`EXTRA`].
@@ -383,17 +461,14 @@ fn column_for(
     Ok(col)
 }
 
-/// Creates the table and its indexes if needed and reads its columns. The index is
-/// named `<table>#time`: no normalized table name contains `#`, so it cannot clash.
+/// Creates the table and its time index if needed and reads its columns. The index
+/// is named `<table>#time`: no normalized table name contains `#`, so it cannot clash.
 fn load_schema(tx: &Connection, table: &str) -> rusqlite::Result<Schema> {
     let qt = quote_ident(table);
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {qt} (\
            \"{TIME}\" INTEGER NOT NULL, \
-           \"{TIME_NANOS}\" INTEGER NOT NULL DEFAULT 0, \
-           \"{CHUNK}\" INTEGER NOT NULL, \
-           \"{INDEX}\" INTEGER NOT NULL, \
-           UNIQUE (\"{CHUNK}\", \"{INDEX}\"));\
+           \"{TIME_NANOS}\" INTEGER NOT NULL DEFAULT 0);\
          CREATE INDEX IF NOT EXISTS {} ON {qt} (\"{TIME}\");",
         quote_ident(&format!("{table}#time"))
     ))?;
@@ -403,6 +478,7 @@ fn load_schema(tx: &Connection, table: &str) -> rusqlite::Result<Schema> {
     for name in names {
         schema.push(name?);
     }
+    schema.legacy = schema.lower.contains_key(CHUNK) && schema.lower.contains_key(INDEX);
     Ok(schema)
 }
 

@@ -1,7 +1,9 @@
 //! The load tool (`examples/load`) against a real daemon and against its own sink: every
 //! mode is acked and stored, `verify` catches a lost and a duplicated event, the sink
-//! acks each chunk, the shared-key handshake works. Needs `cargo build --example load`
-//! (skipped, or failing under TIDEPOOL_REQUIRE_SERVICES=1, when the binary is missing).
+//! acks each chunk, the shared-key handshake works; `load http` (postback and in_http)
+//! gets every 200 into the file output, counts refusals by status and reconnects. Needs
+//! `cargo build --example load` (skipped, or failing under TIDEPOOL_REQUIRE_SERVICES=1,
+//! when the binary is missing).
 
 use crate::util::{
     TestDaemon, ack_for, connect, message_with_ack, plain_config, read_n, skip, wait_for,
@@ -561,4 +563,238 @@ fn user_auth_credentials_are_sent_in_the_handshake() {
     let report = run_json(&bin, &base);
     assert_eq!(report["acked"], 0, "{report}");
     assert_eq!(report["errors_by_kind"]["Handshake"], 2, "{report}");
+}
+
+/// One http source (postback key `KEY`, in_http on) into the file output.
+fn http_config() -> String {
+    plain_config("").replace(
+        "type = \"forward\"\nlisten = \"127.0.0.1:0\"\n",
+        "type = \"http\"\nlisten = \"127.0.0.1:0\"\nwrite_keys = [\"1/load-key\"]\n",
+    )
+}
+
+/// Runs `load http ... --json` and returns its report; panics with stderr on failure.
+fn http_json(bin: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["http", "--json"];
+    all.extend_from_slice(args);
+    let out = load(bin, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "load {all:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("load {all:?} printed {stdout:?}, not one JSON line: {e}"))
+}
+
+#[test]
+fn http_postback_and_in_http_every_200_is_in_the_file() {
+    let Some(bin) = load_bin() else { return };
+    let d = TestDaemon::start(&http_config());
+    let addr = d.addr(0).to_string();
+    let acked = d.dir.join("http.acked");
+    let acked_s = acked.to_string_lossy();
+    let report = http_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--conns",
+            "4",
+            "--events",
+            "600",
+            "--write-key",
+            "1/load-key",
+            "--shape",
+            "heap",
+            "--seq",
+            "r-http",
+            "--acked-out",
+            &acked_s,
+        ],
+    );
+    assert_eq!(report["ok"], 600, "{report}");
+    assert_eq!(report["acked"], 600, "{report}");
+    assert_eq!(report["statuses"]["200"], 600, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["connections"], 4, "keep-alive: {report}");
+    let file = d.dir.join("data/out/td.bench_db.events.jsonl");
+    let f = file.to_string_lossy();
+    let v = verify_eventually(&bin, "r-http", &acked, &["--file", &f]);
+    assert_eq!(v["received"], 600, "{v}");
+    let records = d.wait_records("data/out/td.bench_db.events.jsonl", 600);
+    assert!(
+        records[0]["alloc_fail_cnt"].is_number(),
+        "heap shape: {}",
+        records[0]
+    );
+
+    // Fluentd in_http: the path is the tag, a batch is a JSON array.
+    let acked = d.dir.join("in_http.acked");
+    let acked_s = acked.to_string_lossy();
+    let report = http_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--path",
+            "/load/in_http",
+            "--batch",
+            "10",
+            "--conns",
+            "2",
+            "--events",
+            "300",
+            "--run",
+            "r-in-http",
+            "--acked-out",
+            &acked_s,
+        ],
+    );
+    assert_eq!(report["ok"], 30, "{report}");
+    assert_eq!(report["acked"], 300, "{report}");
+    let file = d.dir.join("data/out/load.in_http.jsonl");
+    let f = file.to_string_lossy();
+    let v = verify_eventually(&bin, "r-in-http", &acked, &["--file", &f]);
+    assert_eq!(v["received"], 300, "{v}");
+}
+
+#[test]
+fn http_refusals_count_by_status_and_reconnect() {
+    let Some(bin) = load_bin() else { return };
+    let d = TestDaemon::start(&http_config());
+    let addr = d.addr(0).to_string();
+    let report = http_json(
+        &bin,
+        &[
+            "--addr",
+            &addr,
+            "--conns",
+            "1",
+            "--events",
+            "3",
+            "--write-key",
+            "1/wrong",
+        ],
+    );
+    assert_eq!(report["ok"], 0, "{report}");
+    assert_eq!(report["statuses"]["403"], 3, "{report}");
+    assert_eq!(report["errors_by_kind"]["Status"], 3, "{report}");
+    // A refusal closes the connection: each request went on a new one.
+    assert_eq!(report["connections"], 3, "{report}");
+}
+
+/// Reads one request (head and Content-Length body) off `s`; false at EOF.
+fn read_request(s: &mut std::net::TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match std::io::Read::read(s, &mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return false,
+        }
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    std::io::Read::read_exact(s, &mut body).is_ok()
+}
+
+#[test]
+fn http_bad_answers_are_errors_by_kind_and_the_connection_is_reopened() {
+    let Some(bin) = load_bin() else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // Connection n reads one request, gets answer n, and is closed.
+    let answers: [&[u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"hello\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999999\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\n{}",
+    ];
+    std::thread::spawn(move || {
+        for (s, answer) in listener.incoming().zip(answers) {
+            let Ok(mut s) = s else { return };
+            if read_request(&mut s) {
+                let _ = s.write_all(answer);
+            }
+        }
+    });
+    let report = http_json(&bin, &["--addr", &addr, "--conns", "1", "--events", "4"]);
+    assert_eq!(report["requests"], 4, "{report}");
+    assert_eq!(report["errors_by_kind"]["BadReply"], 3, "{report}");
+    // HTTP/1.0 without a length: the body runs to the close, and that is a 200.
+    assert_eq!(report["ok"], 1, "{report}");
+    assert_eq!(report["connections"], 4, "{report}");
+}
+
+#[test]
+fn http_a_connection_closed_before_the_answer_is_an_error_and_reconnects() {
+    let Some(bin) = load_bin() else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // The first connection is closed after its request, unanswered; later ones get 200s.
+    std::thread::spawn(move || {
+        for (n, s) in listener.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            if n == 0 {
+                read_request(&mut s);
+                continue;
+            }
+            while read_request(&mut s) {
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                if s.write_all(ok).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let report = http_json(&bin, &["--addr", &addr, "--conns", "1", "--events", "3"]);
+    assert_eq!(report["requests"], 3, "{report}");
+    assert_eq!(report["ok"], 2, "{report}");
+    assert_eq!(report["errors_by_kind"]["ClosedBeforeAck"], 1, "{report}");
+    assert_eq!(report["connections"], 2, "{report}");
+}
+
+#[test]
+fn http_over_tls_with_a_pinned_ca() {
+    let Some(bin) = load_bin() else { return };
+    let cfg = http_config().replace(
+        "write_keys = [",
+        "tls = { generate = true, common_name = [\"127.0.0.1\", \"localhost\"] }\nwrite_keys = [",
+    );
+    let d = TestDaemon::start(&cfg);
+    let addr = d.addr(0).to_string();
+    let ca = d.dir.join("certs/ca.pem");
+    let ca = ca.to_string_lossy();
+    let base = [
+        "--addr",
+        &addr,
+        "--conns",
+        "2",
+        "--events",
+        "100",
+        "--write-key",
+        "1/load-key",
+    ];
+    let mut pinned = base.to_vec();
+    pinned.extend(["--tls", "--ca", &ca]);
+    let report = http_json(&bin, &pinned);
+    assert_eq!(report["ok"], 100, "{report}");
+    assert_eq!(
+        d.wait_records("data/out/td.bench_db.events.jsonl", 100)
+            .len(),
+        100
+    );
+    // Plain HTTP to the TLS port: no 200, errors reported by kind.
+    let mut plain = base.to_vec();
+    plain.extend(["--timeout", "5"]);
+    let report = http_json(&bin, &plain);
+    assert_eq!(report["ok"], 0, "{report}");
+    assert!(report["errors"].as_u64().is_some_and(|n| n > 0), "{report}");
 }

@@ -9,6 +9,7 @@ mod faults;
 mod fuzz;
 mod handshake;
 mod hostile;
+mod http_input;
 mod limits;
 mod load;
 mod reload;

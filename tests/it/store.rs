@@ -121,3 +121,70 @@ fn device_records_are_queryable_with_the_seed_queries_and_the_api() {
     assert_eq!(status, 200);
     assert!(body.contains("\"plugin_category\":\"output\""), "{body}");
 }
+
+/// `tidepool query` asks a running daemon through its API (found through the URL
+/// file the daemon writes, ephemeral port included, with the config's token), reads
+/// the files with `--offline`, and takes any API with `--api URL --token`.
+#[test]
+fn query_goes_through_the_running_daemons_api_unless_offline() {
+    let config = store_config().replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        "[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"0123456789abcdef-query\"",
+    );
+    let d = TestDaemon::start(&config);
+    let mut s = connect(d.addr(0));
+    let rec = rmpv::Value::Map(vec![("n".into(), 7.into())]);
+    std::io::Write::write_all(&mut s, &message_with_ack("td.qdb.items", &rec, "c1")).expect("send");
+    let want = ack_for("c1");
+    assert_eq!(read_n(&mut s, want.len()), want);
+    let sql = "select n from items";
+    wait_for("the row through the API", || {
+        let out = tidepool_cmd(&d.dir)
+            .args(["-c", "tidepool.toml", "query", "-d", "qdb", sql, "--json"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .contains("[[7]]")
+            .then_some(())
+    });
+    let api = std::fs::read_to_string(d.dir.join("data/tidepool.api")).expect("URL file");
+    assert_eq!(api.trim(), format!("http://{}", d.api_addr()));
+    let with_token = query(
+        &d,
+        "qdb",
+        sql,
+        &[
+            "--json",
+            "--api",
+            api.trim(),
+            "--token",
+            "0123456789abcdef-query",
+        ],
+    );
+    assert!(with_token.contains("[[7]]"), "{with_token}");
+    // A wrong token is refused by the API, which proves --api went there.
+    let out = tidepool_cmd(&d.dir)
+        .args(["-c", "tidepool.toml", "query", "-d", "qdb", sql])
+        .args(["--api", api.trim(), "--token", "wrong-token-wrong-token"])
+        .output()
+        .expect("tidepool query");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Pointing the URL file elsewhere breaks the default path but not --offline.
+    std::fs::write(d.dir.join("data/tidepool.api"), "http://127.0.0.1:9\n").expect("write");
+    let out = tidepool_cmd(&d.dir)
+        .args(["-c", "tidepool.toml", "query", "-d", "qdb", sql])
+        .output()
+        .expect("tidepool query");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the tidepool API"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(query(&d, "qdb", sql, &["--json", "--offline"]).contains("[[7]]"));
+}

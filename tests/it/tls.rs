@@ -196,3 +196,39 @@ fn encrypted_key_round(cipher: &str) {
     let cfg = client_config(&dir.path().join("certs/ca.pem"), &[&rustls::version::TLS12]);
     send_over_tls(d.addr(0), cfg, "127.0.0.1", "file.key");
 }
+
+/// `[api] tls`: the API answers over HTTPS with the generated certificate, a client
+/// pinned to the generated CA verifies it, and plain HTTP on that port gets nothing.
+#[test]
+fn the_api_serves_https_with_the_generated_certificate() {
+    let config = plain_config("").replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        "[api]\nlisten = \"127.0.0.1:0\"\ntls = { common_name = [\"127.0.0.1\"] }",
+    );
+    let d = TestDaemon::start(&config);
+    d.wait_log("(HTTPS)");
+    let addr = d.api_addr();
+    let cfg = client_config(
+        &d.dir.join("certs/ca.pem"),
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+    );
+    let name = ServerName::try_from("127.0.0.1".to_string()).expect("name");
+    let conn = rustls::ClientConnection::new(cfg, name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, connect(addr));
+    write!(
+        tls,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut tls, &mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("ok\n"), "{reply}");
+    // Plain HTTP to the TLS port is not answered as HTTP (the server may reset the
+    // connection, since it closes with the request unread).
+    let mut plain = connect(addr);
+    let _ = plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut raw);
+    assert!(!raw.starts_with(b"HTTP/"), "{raw:02x?}");
+}

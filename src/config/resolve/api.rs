@@ -1,4 +1,4 @@
-//! `[api]`: where the HTTP API listens and the token it requires.
+//! `[api]`: where the HTTP API listens, the token it requires, and its TLS.
 
 use super::Resolver;
 use crate::config::de::{Value, typed};
@@ -46,6 +46,12 @@ impl Resolver<'_, '_, '_> {
                     ok = false;
                 }
                 api.token = Some(t.to_string());
+            }
+        }
+        if let Some(tls) = &raw.tls {
+            match self.tls(tls, "api.tls") {
+                Some(t) => api.tls = Some(t),
+                None => ok = false,
             }
         }
         ok.then_some(api)

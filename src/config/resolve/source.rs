@@ -31,6 +31,10 @@ impl Resolver<'_, '_, '_> {
                     Some(forward) => sources.push(SourceConfig::Forward(forward)),
                     None => ok = false,
                 },
+                "http" => match self.http(item, &path, &section, &mut listens, n) {
+                    Some(http) => sources.push(SourceConfig::Http(http)),
+                    None => ok = false,
+                },
                 other => {
                     ok = false;
                     let span = self.type_span(item);

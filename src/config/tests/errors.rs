@@ -51,7 +51,7 @@ fn error_kinds() {
         ),
         (
             "[[source]]\ntype = \"forwrd\"\nlisten = \"127.0.0.1:0\"\n",
-            "t.toml:2:8: source[1].type: unknown source type \"forwrd\" (expected one of: forward)",
+            "t.toml:2:8: source[1].type: unknown source type \"forwrd\" (expected one of: forward, http)",
         ),
         (
             "[output.a]\ntype = \"s3\"\n",
@@ -89,6 +89,10 @@ fn error_kinds() {
         (
             "[[source]]\ntype = \"forward\"\n",
             "t.toml:1:1: source[1]: missing required key `listen`",
+        ),
+        (
+            "[api]\ntls = { generate = false }\n",
+            "t.toml:2:20: api.tls.generate: generate = false needs `cert` and `key` (PEM files), or set generate = true",
         ),
         (
             "[[match]]\npattern = \"**\"\noutputs = []\n",

@@ -7,7 +7,7 @@
 
 use super::frame::{DecodeError, Encoding, EventFrame, Frame, FrameLimits, FrameScanner};
 use super::handshake::{Helo, answer_ping};
-use super::ratelimit::{LogLimiter, Verdict};
+use super::ratelimit::LogLimiter;
 use super::{enrich, frame};
 use crate::config::ForwardConfig;
 use crate::event::EventTime;
@@ -66,15 +66,7 @@ impl std::fmt::Debug for ConnContext {
 impl ConnContext {
     /// Logs one warn line about a client, rate-limited per listener.
     pub fn warn(&self, peer: SocketAddr, reason: &str) {
-        match self.log_limiter.check() {
-            Verdict::Log { suppressed: 0 } => {
-                tracing::warn!(listener = %self.label, %peer, "{reason}");
-            }
-            Verdict::Log { suppressed } => {
-                tracing::warn!(listener = %self.label, %peer, suppressed, "{reason} ({suppressed} similar lines suppressed)");
-            }
-            Verdict::Drop => {}
-        }
+        self.log_limiter.warn(&self.label, peer, reason);
     }
 }
 

@@ -46,6 +46,20 @@ impl LogLimiter {
             Verdict::Drop
         }
     }
+
+    /// Logs one warn line about a client of `listener`, unless this window's burst
+    /// is spent; the next line logged says how many were held back.
+    pub fn warn(&self, listener: &str, peer: std::net::SocketAddr, reason: &str) {
+        match self.check() {
+            Verdict::Log { suppressed: 0 } => {
+                tracing::warn!(listener = %listener, %peer, "{reason}");
+            }
+            Verdict::Log { suppressed } => {
+                tracing::warn!(listener = %listener, %peer, suppressed, "{reason} ({suppressed} similar lines suppressed)");
+            }
+            Verdict::Drop => {}
+        }
+    }
 }
 
 #[cfg(test)]
