@@ -576,11 +576,9 @@ fn slowloris_on_the_http_api_does_not_starve_other_requests() {
     assert_serves(d.addr(0), "after.http");
 }
 
-/// The HTTP API sets no header-read timeout (`axum::serve` without a hyper timer), so
-/// a client holding half a request keeps its connection for ever. Run with
-/// `--ignored` once `src/api/` closes such connections.
+/// The HTTP API's header-read timeout (10 s, `api::server::ServeLimits`) closes a
+/// client that holds half a request.
 #[test]
-#[ignore = "src/api/mod.rs serves without a header-read timeout: a half request is held for ever"]
 fn a_half_http_request_is_closed_by_a_timeout() {
     let d = TestDaemon::start(&durable_config(""));
     let mut s = half_http_request(d.api_addr());
