@@ -454,19 +454,13 @@ security = { self_hostname = "server", shared_key = "k" }"#;
     let mut helo = [0u8; 1];
     dribbler.read_exact(&mut helo).expect("HELO");
     let stop = Arc::new(AtomicBool::new(false));
-    let t = {
-        let mut w = dribbler.try_clone().expect("clone");
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let ping = [0x96u8, 0xa4, b'P', b'I', b'N', b'G', 0xa1, b'h', 0xa1, b's'];
-            for b in ping.iter().cycle() {
-                if stop.load(Ordering::Relaxed) || w.write_all(&[*b]).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let ping = vec![0x96u8, 0xa4, b'P', b'I', b'N', b'G', 0xa1, b'h', 0xa1, b's'];
+    let t = dribble(&dribbler, ping, stop.clone());
+    // After the handshake (a plain port has none), a client dribbling a frame a byte at
+    // a time: too little progress per idle_timeout ends it.
+    let mut frame_dribbler = connect(plain.addr(0));
+    let frame = numbered_batch("dribble", 0, 200, "d");
+    let t2 = dribble(&frame_dribbler, frame, stop.clone());
     // A client that sends half a frame and then nothing; and one that sends nothing at
     // all (a half-open link looks the same from the server): the idle timeout ends both.
     let mut half = connect(plain.addr(0));
@@ -482,9 +476,15 @@ security = { self_hostname = "server", shared_key = "k" }"#;
         closed_by_server(&mut dribbler),
         "the dribbling client was closed"
     );
+    assert!(
+        closed_by_server(&mut frame_dribbler),
+        "the client dribbling a frame was closed"
+    );
     stop.store(true, Ordering::Relaxed);
     let _ = t.join();
+    let _ = t2.join();
     secure.wait_log("handshake not finished within");
+    plain.wait_log("closing a client that dribbles");
     assert!(
         closed_by_server(&mut half),
         "half a frame, then silence: closed"
@@ -492,8 +492,23 @@ security = { self_hostname = "server", shared_key = "k" }"#;
     assert!(closed_by_server(&mut silent), "a silent connection: closed");
     healthy_plain.wait_more(5);
     healthy_plain.stop();
-    // Nothing of the half frame was stored.
+    // Nothing of the half or dribbled frames was stored.
     assert!(plain.lines("data/out/half.jsonl").is_empty());
+    assert!(plain.lines("data/out/dribble.jsonl").is_empty());
+}
+
+/// Writes `bytes` one at a time every 100 ms (cycling) on a clone of `s` until stopped
+/// or the server closes.
+fn dribble(s: &TcpStream, bytes: Vec<u8>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let mut w = s.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        for b in bytes.iter().cycle() {
+            if stop.load(Ordering::Relaxed) || w.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
 }
 
 #[test]
