@@ -344,3 +344,158 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+// ---------------------------------------------------------------------------------
+// Reliability helpers (faults, limits, hostile clients).
+
+impl TestDaemon {
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The daemon's resident memory in KiB, from /proc (None once it exited).
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid()?)
+    }
+
+    /// Whether the child is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+/// Resident memory of a process in KiB (`VmRSS` in /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The sum of every sample of the Prometheus metric `name` (all label sets).
+pub fn metric_sum(api: SocketAddr, name: &str) -> u64 {
+    let (status, body) = http(api, "GET", "/metrics");
+    assert_eq!(status, 200, "GET /metrics: {body}");
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// A Forward frame of `n` numbered events (`{"seq": n}`) starting at `first`, asking
+/// for an ack with `chunk`.
+pub fn numbered_batch(tag: &str, first: u64, n: u64, chunk: &str) -> Vec<u8> {
+    let entries = (first..first + n)
+        .map(|seq| {
+            rmpv::Value::Array(vec![
+                rmpv::Value::from(1_700_000_000u64),
+                rmpv::Value::Map(vec![("seq".into(), seq.into())]),
+            ])
+        })
+        .collect();
+    let frame = rmpv::Value::Array(vec![
+        tag.into(),
+        rmpv::Value::Array(entries),
+        rmpv::Value::Map(vec![("chunk".into(), chunk.into())]),
+    ]);
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &frame).expect("encode");
+    out
+}
+
+/// A client on its own thread sending one acked message after another until stopped;
+/// counts the acks, so a test can prove other clients are still served.
+pub struct HealthyClient {
+    /// Acks received so far.
+    pub acks: Arc<std::sync::atomic::AtomicU64>,
+    /// The first failure (write, read or a wrong ack), if any.
+    pub error: Arc<Mutex<Option<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HealthyClient {
+    /// Connects to `addr` and starts sending under `tag`.
+    pub fn start(addr: SocketAddr, tag: &str) -> HealthyClient {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let acks = Arc::new(AtomicU64::new(0));
+        let error = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut s = connect(addr);
+        let (a, e, st, tag) = (acks.clone(), error.clone(), stop.clone(), tag.to_string());
+        let thread = std::thread::spawn(move || {
+            let rec = rmpv::Value::Map(vec![("healthy".into(), true.into())]);
+            let mut i = 0u64;
+            while !st.load(Ordering::Relaxed) {
+                let chunk = format!("h{i}");
+                let want = ack_for(&chunk);
+                let mut got = vec![0u8; want.len()];
+                let r = s
+                    .write_all(&message_with_ack(&tag, &rec, &chunk))
+                    .and_then(|()| s.read_exact(&mut got));
+                match r {
+                    Ok(()) if got == want => {
+                        a.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        if let Ok(mut e) = e.lock() {
+                            *e = Some(format!(
+                                "healthy client, message {i}: {other:?}, got {got:?}"
+                            ));
+                        }
+                        return;
+                    }
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        HealthyClient {
+            acks,
+            error,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Acks so far.
+    pub fn count(&self) -> u64 {
+        self.acks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until at least `n` more acks arrive than now: the positive sign that the
+    /// client is still served. Panics with the client's error if it failed.
+    pub fn wait_more(&self, n: u64) {
+        let base = self.count();
+        wait_for("the healthy client's acks", || {
+            if let Ok(e) = self.error.lock()
+                && let Some(e) = e.as_ref()
+            {
+                panic!("{e}");
+            }
+            (self.count() >= base + n).then_some(())
+        });
+    }
+
+    /// Stops the client; returns the acks it received.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Ok(e) = self.error.lock() {
+            assert!(e.is_none(), "{e:?}");
+        }
+        self.count()
+    }
+}

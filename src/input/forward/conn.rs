@@ -30,6 +30,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// and turns a client that never reads its acks into TCP backpressure.
 const MAX_PENDING_ACKS: usize = 256;
 
+/// Bytes a frame in progress must gain per `idle_timeout`: `idle_timeout` alone counts
+/// silence, so a client sending a byte now and then (slowloris) would hold its
+/// connection and buffer for ever; real clients, even on slow links, send far more.
+const MIN_FRAME_PROGRESS: usize = 1024;
+
 /// Largest PING accepted during the handshake; real ones are under 300 bytes.
 const MAX_PING_BYTES: usize = 64 << 10;
 
@@ -274,8 +279,20 @@ async fn serve(
         let _ = wr.shutdown().await;
         Ok(())
     };
-    let (r, w) = tokio::join!(reader, writer);
-    r.and(w)
+    // A writer that fails (a batch not stored, e.g. the disk is full) ends the
+    // connection at once: waiting for the reader would leave the client hanging on an
+    // ack that never comes until it gives up on its own.
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        r = &mut reader => {
+            let w = writer.await;
+            r.and(w)
+        }
+        w = &mut writer => match w {
+            Err(e) => Err(e),
+            Ok(()) => reader.await,
+        },
+    }
 }
 
 async fn read_frames<R: AsyncRead + Unpin>(
@@ -294,6 +311,8 @@ async fn read_frames<R: AsyncRead + Unpin>(
     // Decided by the connection's first byte (reference section 1): `{` or `[` means JSON.
     let mut scanner: Option<(FrameScanner, Encoding)> = None;
     let mut frames_seen = 0u64;
+    // When the frame now in progress was last checked for progress, and its size then.
+    let mut progress: Option<(tokio::time::Instant, usize)> = None;
     loop {
         // Take every complete frame already buffered.
         while let Some(&first) = buf.first() {
@@ -307,6 +326,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
             });
             match sc.next_frame(&buf) {
                 Ok(Some(n)) => {
+                    progress = None;
                     let frame = buf.split_to(n).freeze();
                     frames_seen += 1;
                     let source = Source {
@@ -328,6 +348,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
         if buf.is_empty() && buf.capacity() > (1 << 20) {
             // A big frame has gone through; give its memory back while idle.
             buf = BytesMut::with_capacity(8 << 10);
+        }
+        if buf.is_empty() {
+            progress = None;
+        } else if progress.is_none() {
+            progress = Some((tokio::time::Instant::now(), buf.len()));
         }
         let idle = ctx.config.idle_timeout;
         let n = tokio::select! {
@@ -352,6 +377,21 @@ async fn read_frames<R: AsyncRead + Unpin>(
             });
         }
         InputMetrics::add(&ctx.metrics.bytes, n as u64);
+        if let Some((since, size)) = progress
+            && since.elapsed() >= idle
+        {
+            let gained = buf.len().saturating_sub(size);
+            if gained < MIN_FRAME_PROGRESS {
+                return Err(Closed::Rejected {
+                    label: "slow_frame",
+                    reason: format!(
+                        "a frame in progress gained only {gained} bytes in {:?} (at least {MIN_FRAME_PROGRESS} per idle_timeout expected); closing a client that dribbles",
+                        since.elapsed()
+                    ),
+                });
+            }
+            progress = Some((tokio::time::Instant::now(), buf.len()));
+        }
     }
 }
 

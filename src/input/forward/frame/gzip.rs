@@ -33,6 +33,16 @@ pub(super) fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError>
         if out.len().saturating_add(n) > limit {
             return Err(DecodeError::Inflated { limit });
         }
+        // Grow by doubling, but never past the limit: a bomb stopped at the limit has
+        // cost at most `limit` bytes, not the next power of two above it.
+        if out.capacity() - out.len() < n {
+            let want = out
+                .capacity()
+                .saturating_mul(2)
+                .min(limit)
+                .max(out.len() + n);
+            out.reserve_exact(want - out.len());
+        }
         out.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }
