@@ -15,6 +15,7 @@ use crate::input::forward::conn::ConnContext;
 use crate::input::forward::frame::FrameLimits;
 use crate::input::forward::ratelimit::LogLimiter;
 use crate::input::forward::{listener, udp};
+use crate::input::mqtt::MqttSources;
 use crate::metrics::{InputMetrics, RouterMetrics};
 use crate::pipeline::{Outputs, Router};
 use crate::telemetry::{InputInfo, Telemetry};
@@ -51,6 +52,8 @@ struct SourceRuntime {
 #[derive(Debug)]
 pub struct Running {
     sources: Vec<SourceRuntime>,
+    /// MQTT sources: clients, not listeners, so they have no [`BoundSource`].
+    mqtt: MqttSources,
     outputs: Outputs,
     router: watch::Sender<Arc<Router>>,
     router_metrics: Arc<RouterMetrics>,
@@ -79,6 +82,7 @@ pub async fn start_with(
     let (router_tx, _) = watch::channel(router);
     let mut running = Running {
         sources: Vec::new(),
+        mqtt: MqttSources::default(),
         outputs,
         router: router_tx,
         router_metrics,
@@ -89,7 +93,16 @@ pub async fn start_with(
         api_addr: None,
     };
     for (i, source) in config.sources.iter().enumerate() {
-        let SourceConfig::Forward(fwd) = source;
+        let fwd = match source {
+            SourceConfig::Forward(fwd) => fwd,
+            SourceConfig::Mqtt(m) => {
+                let prepared = crate::input::mqtt::prepare(i + 1, m)?;
+                let router = running.router.subscribe();
+                let (shutdown, tracker) = (&running.shutdown, &running.tracker);
+                running.mqtt.start(prepared, router, shutdown, tracker);
+                continue;
+            }
+        };
         let ctx_parts = prepare_source(i + 1, fwd, &config)?;
         let tcp = bind_tcp(fwd.listen)
             .with_context(|| format!("source #{}: cannot listen on {}", i + 1, fwd.listen))?;
@@ -255,6 +268,7 @@ impl Running {
         let outputs = self.outputs.handles().cloned().collect();
         self.telemetry
             .update(inputs, outputs, self.router_metrics.clone());
+        self.telemetry.update_mqtt(self.mqtt.infos());
     }
 
     /// Where the HTTP API listens, when enabled.
@@ -270,6 +284,11 @@ impl Running {
     /// Inputs in config order, as bound.
     pub fn sources(&self) -> Vec<BoundSource> {
         self.sources.iter().map(|s| s.bound.clone()).collect()
+    }
+
+    /// The running MQTT sources, in config order.
+    pub fn mqtt_sources(&self) -> &MqttSources {
+        &self.mqtt
     }
 
     /// The current routing snapshot.
@@ -293,8 +312,18 @@ impl Running {
         // 1. Everything that can fail, before anything changes.
         let mut prepared = Vec::new();
         let mut fresh = Vec::new();
+        let mut mqtt = Vec::new();
         for (i, source) in config.sources.iter().enumerate() {
-            let SourceConfig::Forward(fwd) = source;
+            let fwd = match source {
+                SourceConfig::Forward(fwd) => fwd,
+                SourceConfig::Mqtt(m) => {
+                    mqtt.push(crate::input::mqtt::prepare(i + 1, m)?);
+                    // Placeholders keep the listener vectors in step with the sources.
+                    prepared.push(PreparedSource { tls: None });
+                    fresh.push(None);
+                    continue;
+                }
+            };
             prepared.push(prepare_source(i + 1, fwd, &config)?);
             let kept = self.sources.iter().any(|s| s.configured == fwd.listen);
             fresh.push(if kept {
@@ -321,7 +350,9 @@ impl Running {
         let mut old = std::mem::take(&mut self.sources);
         for (i, ((source, prep), tcp)) in config.sources.iter().zip(prepared).zip(fresh).enumerate()
         {
-            let SourceConfig::Forward(fwd) = source;
+            let SourceConfig::Forward(fwd) = source else {
+                continue;
+            };
             if let Some(pos) = old.iter().position(|s| s.configured == fwd.listen) {
                 let mut rt = old.swap_remove(pos);
                 let ctx = self.context(rt.bound.addr, fwd, prep, rt.bound.metrics.clone());
@@ -340,6 +371,16 @@ impl Running {
             gone.stop_accepting.cancel();
         }
         self.sources = sources;
+        let router = &self.router;
+        self.mqtt
+            .reconcile(
+                mqtt,
+                || router.subscribe(),
+                &self.shutdown,
+                &self.tracker,
+                timeout,
+            )
+            .await;
         if self.config.api != config.api {
             tracing::warn!("[api] settings changed: they apply at the next start");
         }

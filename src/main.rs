@@ -327,8 +327,16 @@ fn check_resources(config: &Config) -> Vec<String> {
         .and_then(|t| t.trim().parse::<i32>().ok())
         .filter(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None).is_ok());
     for (i, source) in config.sources.iter().enumerate() {
-        let tidepool::config::SourceConfig::Forward(f) = source;
         let n = i + 1;
+        let f = match source {
+            tidepool::config::SourceConfig::Forward(f) => f,
+            tidepool::config::SourceConfig::Mqtt(m) => {
+                if let Err(e) = tidepool::input::mqtt::prepare(n, m) {
+                    problems.push(format!("{e:#}"));
+                }
+                continue;
+            }
+        };
         if let Some(tls) = f.tls.as_ref().filter(|t| t.cert.is_some())
             && let Err(e) = tidepool::tls::server_config(tls, &config.server.certs_dir)
         {
@@ -521,7 +529,9 @@ fn certs(config: &ConfigArg, args: CertsArgs) -> anyhow::Result<ExitCode> {
         .sources
         .iter()
         .find_map(|s| {
-            let tidepool::config::SourceConfig::Forward(f) = s;
+            let tidepool::config::SourceConfig::Forward(f) = s else {
+                return None;
+            };
             f.tls
                 .as_ref()
                 .filter(|t| t.cert.is_none())

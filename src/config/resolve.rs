@@ -16,6 +16,7 @@ use toml::de::{DeTable, DeValue};
 mod api;
 mod filter;
 mod leaves;
+mod mqtt;
 mod output;
 mod source;
 mod store;
@@ -33,7 +34,7 @@ pub(crate) struct Context<'a> {
 }
 
 const SECTIONS: &str = "server, source, filter, match, output, api";
-const SOURCE_TYPES: &str = "forward";
+const SOURCE_TYPES: &str = "forward, mqtt";
 const OUTPUT_TYPES: &str = "null, stdout, file, td, store";
 
 /// Parses and checks `text`.

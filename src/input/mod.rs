@@ -1,3 +1,4 @@
 //! Inputs: where events enter tidepool.
 
 pub mod forward;
+pub mod mqtt;

@@ -7,6 +7,7 @@ mod clients;
 mod durability;
 mod handshake;
 mod load;
+mod mqtt;
 mod reload;
 mod routing;
 mod store;

@@ -31,6 +31,10 @@ impl Resolver<'_, '_, '_> {
                     Some(forward) => sources.push(SourceConfig::Forward(forward)),
                     None => ok = false,
                 },
+                "mqtt" => match self.mqtt(item, &path, &section) {
+                    Some(mqtt) => sources.push(SourceConfig::Mqtt(mqtt)),
+                    None => ok = false,
+                },
                 other => {
                     ok = false;
                     let span = self.type_span(item);
