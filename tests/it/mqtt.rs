@@ -258,7 +258,7 @@ fn payloads_become_routed_records_and_bad_ones_are_kept_and_counted() {
     assert_eq!(d2[0]["message"], serde_json::json!([1, 2]));
     let heap = d.wait_records("data/out/mp.heap.jsonl", 1);
     assert_eq!(heap[0], serde_json::json!({"heap": 4096, "ok": true}));
-    let logs = d.wait_records("data/out/app.web.jsonl", 1);
+    let logs = d.wait_records("data/out/mqtt.app.web.jsonl", 1);
     assert_eq!(logs[0]["message"], "GET / 200");
     assert_eq!(logs[0]["topic"], "logs/web/access");
     assert!(
@@ -374,16 +374,23 @@ fn a_crash_during_ingest_loses_no_acknowledged_message() {
         "client_id = \"tidepool-crash-test\"",
     ));
     let out = "data/out/mqtt.crash.x.jsonl";
+    // Flushed to the file often, so the crashes below come while messages stream in.
+    let cfg = cfg.replace("type = \"file\"", "type = \"file\"\nbuffer = { flush_interval = \"50ms\" }");
     let mut d = TestDaemon::start_in(dir.path(), &cfg);
     d.wait_log("subscribed to crash/# (qos 1)");
-    const N: u64 = 6000;
+    const N: u64 = 20_000;
+    const CHUNK: u64 = 500;
     let port = broker.port;
-    let publisher =
-        std::thread::spawn(move || publish(port, QoS::AtLeastOnce, &numbered("crash/x", 0..N)));
+    let publisher = std::thread::spawn(move || {
+        for start in (0..N).step_by(CHUNK as usize) {
+            publish(port, QoS::AtLeastOnce, &numbered("crash/x", start..start + CHUNK));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     // Kill -9 twice while messages stream in, each time once some have been stored.
     for round in 1..=2usize {
         wait_for(&format!("records before crash {round}"), || {
-            (d.lines(out).len() >= round * 500).then_some(())
+            (d.lines(out).len() >= round * 3000).then_some(())
         });
         d.kill9();
         d = TestDaemon::start_in(dir.path(), &cfg);
