@@ -375,7 +375,10 @@ fn a_crash_during_ingest_loses_no_acknowledged_message() {
     ));
     let out = "data/out/mqtt.crash.x.jsonl";
     // Flushed to the file often, so the crashes below come while messages stream in.
-    let cfg = cfg.replace("type = \"file\"", "type = \"file\"\nbuffer = { flush_interval = \"50ms\" }");
+    let cfg = cfg.replace(
+        "type = \"file\"",
+        "type = \"file\"\nbuffer = { flush_interval = \"50ms\" }",
+    );
     let mut d = TestDaemon::start_in(dir.path(), &cfg);
     d.wait_log("subscribed to crash/# (qos 1)");
     const N: u64 = 20_000;
@@ -383,7 +386,11 @@ fn a_crash_during_ingest_loses_no_acknowledged_message() {
     let port = broker.port;
     let publisher = std::thread::spawn(move || {
         for start in (0..N).step_by(CHUNK as usize) {
-            publish(port, QoS::AtLeastOnce, &numbered("crash/x", start..start + CHUNK));
+            publish(
+                port,
+                QoS::AtLeastOnce,
+                &numbered("crash/x", start..start + CHUNK),
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     });
@@ -532,5 +539,14 @@ fn reload_restarts_a_changed_source_and_keeps_an_unchanged_one() {
         log.matches("subscribed to keep/#").count(),
         1,
         "kept source resubscribed:\n{log}"
+    );
+    assert!(!log.contains("did not stop within"), "{log}");
+    // SIGTERM: both sources send their last acks, DISCONNECT and end.
+    let mut d = d;
+    assert!(d.stop().success(), "{}", d.stderr());
+    let log = d.stderr();
+    assert!(
+        log.contains("source #1 (mqtt) stopped") && log.contains("source #2 (mqtt) stopped"),
+        "{log}"
     );
 }
