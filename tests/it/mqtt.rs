@@ -55,12 +55,16 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts Mosquitto, or returns None after printing why it is skipped.
     fn start(tls: Option<&Path>) -> Option<Broker> {
+        Broker::start_on(free_port(), tls)
+    }
+
+    /// [`Broker::start`] on a chosen plain port.
+    fn start_on(port: u16, tls: Option<&Path>) -> Option<Broker> {
         let Some(bin) = mosquitto_bin() else {
             skip("mosquitto is not installed (apt-get install mosquitto)");
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let mut conf = format!(
             "per_listener_settings false\nallow_anonymous true\nuser root\n\
              persistence true\npersistence_location {}/\n\
@@ -549,4 +553,61 @@ fn reload_restarts_a_changed_source_and_keeps_an_unchanged_one() {
         log.contains("source #1 (mqtt) stopped") && log.contains("source #2 (mqtt) stopped"),
         "{log}"
     );
+}
+
+#[test]
+fn reconnects_with_backoff_and_resubscribes_when_the_broker_lost_the_session() {
+    if mosquitto_bin().is_none() {
+        skip("mosquitto is not installed (apt-get install mosquitto)");
+        return;
+    }
+    // No broker yet: tidepool starts anyway and says so once, not once per attempt.
+    let port = free_port();
+    let source = mqtt_source(
+        port,
+        r#"["up/#"]"#,
+        "reconnect_delay = \"50ms\"\nreconnect_max_delay = \"200ms\"",
+    );
+    let d = TestDaemon::start(&config(&source));
+    d.wait_log("source #1 (mqtt) cannot connect to 127.0.0.1:");
+    let api = d.api_addr();
+    wait_for("several failed attempts", || {
+        let m = get(api, "/metrics");
+        m.lines()
+            .find(|l| l.starts_with("tidepool_mqtt_reconnects_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n >= 3)
+    });
+    assert_eq!(
+        d.stderr().matches("cannot connect to").count(),
+        1,
+        "{}",
+        d.stderr()
+    );
+
+    let broker = Broker::start_on(port, None).expect("mosquitto");
+    d.wait_log("subscribed to up/# (qos 1)");
+    publish(
+        port,
+        QoS::AtLeastOnce,
+        &[json_msg("up/a", serde_json::json!({"n": 1}))],
+    );
+    d.wait_records("data/out/mqtt.up.a.jsonl", 1);
+
+    // The broker dies and comes back without the session (SIGKILL, nothing saved):
+    // tidepool notices, reconnects and subscribes again.
+    drop(broker);
+    d.wait_log("lost its connection to 127.0.0.1:");
+    let _broker = Broker::start_on(port, None).expect("mosquitto");
+    wait_for("a second SUBSCRIBE", || {
+        (d.stderr().matches("subscribed to up/#").count() == 2).then_some(())
+    });
+    publish(
+        port,
+        QoS::AtLeastOnce,
+        &[json_msg("up/a", serde_json::json!({"n": 2}))],
+    );
+    let recs = d.wait_records("data/out/mqtt.up.a.jsonl", 2);
+    assert_eq!(recs[1]["n"], 2);
 }
