@@ -611,3 +611,26 @@ fn reconnects_with_backoff_and_resubscribes_when_the_broker_lost_the_session() {
     let recs = d.wait_records("data/out/mqtt.up.a.jsonl", 2);
     assert_eq!(recs[1]["n"], 2);
 }
+
+#[test]
+fn qos2_messages_are_received_once_durable() {
+    let Some(broker) = Broker::start(None) else {
+        return;
+    };
+    let source = mqtt_source(broker.port, r#"["q2/#"]"#, "qos = 2");
+    let d = TestDaemon::start(&config(&source));
+    d.wait_log("subscribed to q2/# (qos 2)");
+    publish(broker.port, QoS::ExactlyOnce, &numbered("q2/x", 0..50));
+    let out = "data/out/mqtt.q2.x.jsonl";
+    d.wait_records(out, 50);
+    let api = d.api_addr();
+    let status: serde_json::Value =
+        serde_json::from_str(&get(api, "/api/status")).expect("status JSON");
+    let acks = status["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["type"] == "mqtt"))
+        .map(|p| p["acks"].clone());
+    // Every PUBREC went out after its batch was durable.
+    assert_eq!(acks, Some(serde_json::json!(50)), "{status}");
+    assert_eq!(seqs(&d, out).len(), 50);
+}

@@ -233,3 +233,15 @@ fn containers_get_their_shortest_headers() {
         Some(70_000)
     );
 }
+
+#[test]
+fn backoff_doubles_up_to_the_cap_and_resets() {
+    use super::session::Backoff;
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    let mut b = Backoff::new(ms(100), ms(350));
+    let seen: Vec<Duration> = (0..5).map(|_| b.next()).collect();
+    assert_eq!(seen, [ms(100), ms(200), ms(350), ms(350), ms(350)]);
+    b.reset();
+    assert_eq!(b.next(), ms(100));
+}
