@@ -16,6 +16,7 @@ use crate::input::forward::frame::FrameLimits;
 use crate::input::forward::ratelimit::LogLimiter;
 use crate::input::forward::{listener, udp};
 use crate::input::http::HttpContext;
+use crate::input::mqtt::MqttSources;
 use crate::metrics::{InputMetrics, RouterMetrics};
 use crate::pipeline::{Outputs, Router};
 use crate::telemetry::{InputInfo, Telemetry};
@@ -75,6 +76,8 @@ impl Contexts {
 #[derive(Debug)]
 pub struct Running {
     sources: Vec<SourceRuntime>,
+    /// MQTT sources: clients, not listeners, so they have no [`BoundSource`].
+    mqtt: MqttSources,
     outputs: Outputs,
     router: watch::Sender<Arc<Router>>,
     router_metrics: Arc<RouterMetrics>,
@@ -103,6 +106,7 @@ pub async fn start_with(
     let (router_tx, _) = watch::channel(router);
     let mut running = Running {
         sources: Vec::new(),
+        mqtt: MqttSources::default(),
         outputs,
         router: router_tx,
         router_metrics,
@@ -126,6 +130,13 @@ pub async fn start_with(
                 let tcp = bind_tcp(http.listen)
                     .with_context(|| format!("source #{n}: cannot listen on {}", http.listen))?;
                 running.launch_http(n, http, tcp, ctx_parts, None)?
+            }
+            SourceConfig::Mqtt(m) => {
+                let prepared = crate::input::mqtt::prepare(n, m)?;
+                let router = running.router.subscribe();
+                let (shutdown, tracker) = (&running.shutdown, &running.tracker);
+                running.mqtt.start(prepared, router, shutdown, tracker);
+                continue;
             }
         };
         running.sources.push(rt);
@@ -370,6 +381,7 @@ impl Running {
         let outputs = self.outputs.handles().cloned().collect();
         self.telemetry
             .update(inputs, outputs, self.router_metrics.clone());
+        self.telemetry.update_mqtt(self.mqtt.infos());
     }
 
     /// Where the HTTP API listens, when enabled.
@@ -385,6 +397,11 @@ impl Running {
     /// Inputs in config order, as bound.
     pub fn sources(&self) -> Vec<BoundSource> {
         self.sources.iter().map(|s| s.bound.clone()).collect()
+    }
+
+    /// The running MQTT sources, in config order.
+    pub fn mqtt_sources(&self) -> &MqttSources {
+        &self.mqtt
     }
 
     /// The current routing snapshot.
@@ -408,11 +425,19 @@ impl Running {
         // 1. Everything that can fail, before anything changes.
         let mut prepared = Vec::new();
         let mut fresh = Vec::new();
+        let mut mqtt = Vec::new();
         for (i, source) in config.sources.iter().enumerate() {
             let n = i + 1;
             let (listen, tls) = match source {
                 SourceConfig::Forward(fwd) => (fwd.listen, fwd.tls.as_ref()),
                 SourceConfig::Http(http) => (http.listen, http.tls.as_ref()),
+                SourceConfig::Mqtt(m) => {
+                    mqtt.push(crate::input::mqtt::prepare(n, m)?);
+                    // Placeholders keep the listener vectors in step with the sources.
+                    prepared.push(PreparedSource { tls: None });
+                    fresh.push(None);
+                    continue;
+                }
             };
             prepared.push(prepare_source(n, listen, tls, &config)?);
             let kept = self.sources.iter().find(|s| s.configured == listen);
@@ -478,6 +503,7 @@ impl Running {
                         sources.push(self.launch_http(n, http, tcp, prep, None)?);
                     }
                 }
+                SourceConfig::Mqtt(_) => {}
             }
         }
         for gone in old {
@@ -488,6 +514,16 @@ impl Running {
             gone.stop_accepting.cancel();
         }
         self.sources = sources;
+        let router = &self.router;
+        self.mqtt
+            .reconcile(
+                mqtt,
+                || router.subscribe(),
+                &self.shutdown,
+                &self.tracker,
+                timeout,
+            )
+            .await;
         if self.config.api != config.api {
             tracing::warn!("[api] settings changed: they apply at the next start");
         }

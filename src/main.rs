@@ -369,10 +369,15 @@ fn check_resources(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let running = running_pid(config);
     for (i, source) in config.sources.iter().enumerate() {
+        let n = i + 1;
+        if let tidepool::config::SourceConfig::Mqtt(m) = source
+            && let Err(e) = tidepool::input::mqtt::prepare(n, m)
+        {
+            problems.push(format!("{e:#}"));
+        }
         let Some(listen) = source.listen() else {
             continue;
         };
-        let n = i + 1;
         if let Some(tls) = source.server_tls().filter(|t| t.cert.is_some())
             && let Err(e) = tidepool::tls::server_config(tls, &config.server.certs_dir)
         {

@@ -56,6 +56,51 @@ impl InputMetrics {
     }
 }
 
+/// Counters of one MQTT input (one broker connection), kept while the source runs.
+#[derive(Debug, Default)]
+pub struct MqttMetrics {
+    /// 1 while connected to the broker, else 0.
+    pub connected: AtomicU64,
+    /// Connections the broker accepted (CONNACK), the first one included.
+    pub connects: AtomicU64,
+    /// Connection attempts that failed or connections that broke; each is followed by
+    /// a reconnect after a backoff.
+    pub connection_errors: AtomicU64,
+    /// Messages (PUBLISH packets) received.
+    pub messages: AtomicU64,
+    /// Payload bytes received.
+    pub bytes: AtomicU64,
+    /// Events routed (one per message).
+    pub events: AtomicU64,
+    /// QoS 1/2 messages acknowledged to the broker after they were durable.
+    pub acks: AtomicU64,
+    /// Acks not sent because the connection they belonged to broke first; the broker
+    /// sends those messages again (counted as duplicates downstream, never lost).
+    pub acks_abandoned: AtomicU64,
+    /// Batches the pipeline refused (e.g. buffer full with `throw_exception`); their
+    /// messages are not acked and come again after a reconnect.
+    pub emit_failures: AtomicU64,
+    /// Payloads kept raw with `_parse_error`, by reason (`json`, `msgpack`, `too_large`).
+    bad_payloads: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl MqttMetrics {
+    /// Counts one payload kept raw, under a short reason label.
+    pub fn bad_payload(&self, reason: &'static str) {
+        if let Ok(mut map) = self.bad_payloads.lock() {
+            *map.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Payloads kept raw so far, by reason label.
+    pub fn bad_payloads(&self) -> BTreeMap<&'static str, u64> {
+        self.bad_payloads
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Counters of the router.
 #[derive(Debug, Default)]
 pub struct RouterMetrics {

@@ -4,7 +4,7 @@
 //! The daemon refreshes the lists on start and on every reload; readers (the HTTP API)
 //! take a consistent copy under a short read lock and never block the ingest path.
 
-use crate::metrics::{InputMetrics, RouterMetrics};
+use crate::metrics::{InputMetrics, MqttMetrics, RouterMetrics};
 use crate::pipeline::OutputHandle;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -25,10 +25,26 @@ pub struct InputInfo {
     pub metrics: Arc<InputMetrics>,
 }
 
+/// One MQTT input as the status shows it.
+#[derive(Clone, Debug)]
+pub struct MqttInputInfo {
+    /// `mqtt #2 127.0.0.1:1883`-like label.
+    pub label: String,
+    /// `host:port` of the broker.
+    pub broker: String,
+    /// The topic filters it subscribes to.
+    pub topics: Vec<String>,
+    /// The MQTT client id it connects with.
+    pub client_id: String,
+    /// Its counters.
+    pub metrics: Arc<MqttMetrics>,
+}
+
 /// What the status and metrics endpoints read.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     inputs: RwLock<Vec<InputInfo>>,
+    mqtt: RwLock<Vec<MqttInputInfo>>,
     outputs: RwLock<Vec<Arc<OutputHandle>>>,
     router: RwLock<Option<Arc<RouterMetrics>>>,
 }
@@ -60,6 +76,11 @@ impl Telemetry {
         write(&self.router, Some(router));
     }
 
+    /// Replaces the MQTT inputs reported (on start and after every reload).
+    pub fn update_mqtt(&self, inputs: Vec<MqttInputInfo>) {
+        write(&self.mqtt, inputs);
+    }
+
     /// Per input and output, like Fluentd's monitor_agent `/api/plugins.json`.
     pub fn status(&self) -> Value {
         let mut plugins = Vec::new();
@@ -83,6 +104,28 @@ impl Telemetry {
                 "acks": get(&m.acks),
                 "signals_discarded": get(&m.signals_discarded),
                 "rejections": m.rejections(),
+            }));
+        }
+        for i in read(&self.mqtt) {
+            let m = &i.metrics;
+            let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            plugins.push(json!({
+                "plugin_id": i.label,
+                "plugin_category": "input",
+                "type": "mqtt",
+                "broker": i.broker,
+                "topics": i.topics,
+                "client_id": i.client_id,
+                "connected": get(&m.connected) == 1,
+                "connects": get(&m.connects),
+                "connection_errors": get(&m.connection_errors),
+                "messages": get(&m.messages),
+                "bytes": get(&m.bytes),
+                "emit_records": get(&m.events),
+                "acks": get(&m.acks),
+                "acks_abandoned": get(&m.acks_abandoned),
+                "emit_failures": get(&m.emit_failures),
+                "bad_payloads": m.bad_payloads(),
             }));
         }
         for o in read(&self.outputs) {
@@ -182,6 +225,7 @@ impl Telemetry {
                 );
             }
         }
+        mqtt_prometheus(&read(&self.mqtt), &mut out);
         if let Some(r) = read(&self.router) {
             let _ = writeln!(out, "# TYPE tidepool_router_unmatched_events_total counter");
             for (tag, n) in r.unmatched_counts() {
@@ -285,6 +329,65 @@ impl Telemetry {
     }
 }
 
+/// The `tidepool_mqtt_*` families, one series per MQTT input (bad payloads also by reason).
+fn mqtt_prometheus(inputs: &[MqttInputInfo], out: &mut String) {
+    type Get = fn(&MqttMetrics) -> u64;
+    let counters: [(&str, &str, Get); 9] = [
+        ("tidepool_mqtt_connected", "gauge", |m| {
+            m.connected.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_connects_total", "counter", |m| {
+            m.connects.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_reconnects_total", "counter", |m| {
+            m.connection_errors.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_messages_total", "counter", |m| {
+            m.messages.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_bytes_total", "counter", |m| {
+            m.bytes.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_events_total", "counter", |m| {
+            m.events.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_acks_total", "counter", |m| {
+            m.acks.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_acks_abandoned_total", "counter", |m| {
+            m.acks_abandoned.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_emit_failures_total", "counter", |m| {
+            m.emit_failures.load(Ordering::Relaxed)
+        }),
+    ];
+    if inputs.is_empty() {
+        return;
+    }
+    for (name, kind, get) in counters {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for i in inputs {
+            let _ = writeln!(
+                out,
+                "{name}{{input=\"{}\"}} {}",
+                escape(&i.label),
+                get(&i.metrics)
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE tidepool_mqtt_bad_payloads_total counter");
+    for i in inputs {
+        for (reason, n) in i.metrics.bad_payloads() {
+            let _ = writeln!(
+                out,
+                "tidepool_mqtt_bad_payloads_total{{input=\"{}\",reason=\"{}\"}} {n}",
+                escape(&i.label),
+                escape(reason)
+            );
+        }
+    }
+}
+
 /// Escapes a Prometheus label value: tags and reasons come from clients.
 fn escape(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
@@ -333,5 +436,40 @@ mod tests {
         );
         assert!(text.contains("reason=\"bad_frame\"} 1"), "{text}");
         assert_eq!(t.status()["plugins"][0]["emit_records"], 7);
+    }
+
+    #[test]
+    fn mqtt_counters_and_bad_payload_reasons_are_exposed() {
+        let t = Telemetry::default();
+        let m = Arc::new(MqttMetrics::default());
+        MqttMetrics::bad_payload(&m, "json");
+        m.events.fetch_add(3, Ordering::Relaxed);
+        m.connection_errors.fetch_add(2, Ordering::Relaxed);
+        t.update_mqtt(vec![MqttInputInfo {
+            label: "mqtt #1 127.0.0.1:1883".into(),
+            broker: "127.0.0.1:1883".into(),
+            topics: vec!["a/#".into()],
+            client_id: "tidepool-h-1".into(),
+            metrics: m,
+        }]);
+        let text = t.prometheus();
+        let input = "input=\"mqtt #1 127.0.0.1:1883\"";
+        assert!(
+            text.contains(&format!("tidepool_mqtt_events_total{{{input}}} 3")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("tidepool_mqtt_reconnects_total{{{input}}} 2")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "tidepool_mqtt_bad_payloads_total{{{input},reason=\"json\"}} 1"
+            )),
+            "{text}"
+        );
+        let status = t.status();
+        assert_eq!(status["plugins"][0]["type"], "mqtt");
+        assert_eq!(status["plugins"][0]["bad_payloads"]["json"], 1);
     }
 }

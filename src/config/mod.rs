@@ -119,6 +119,8 @@ pub enum SourceConfig {
     Forward(ForwardConfig),
     /// `type = "http"`: Treasure Data postback and Fluentd in_http over HTTP(S).
     Http(HttpConfig),
+    /// `type = "mqtt"`.
+    Mqtt(MqttConfig),
 }
 
 impl SourceConfig {
@@ -127,6 +129,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Forward(f) => Some(f.listen),
             SourceConfig::Http(h) => Some(h.listen),
+            SourceConfig::Mqtt(_) => None,
         }
     }
 
@@ -135,6 +138,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Forward(f) => f.tls.as_ref(),
             SourceConfig::Http(h) => h.tls.as_ref(),
+            SourceConfig::Mqtt(_) => None,
         }
     }
 
@@ -143,6 +147,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Forward(_) => "forward",
             SourceConfig::Http(_) => "http",
+            SourceConfig::Mqtt(_) => "mqtt",
         }
     }
 }
@@ -186,6 +191,78 @@ pub struct HttpConfig {
     pub cors_allow_origins: Vec<String>,
     /// Prepend `prefix.` to every in_http tag (not to postback `td.<db>.<table>`).
     pub add_tag_prefix: Option<String>,
+}
+
+/// An MQTT input (`type = "mqtt"`): a client that subscribes to topic filters on a
+/// broker and routes every message as one event, acknowledging QoS 1/2 messages to the
+/// broker only once they are durable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttConfig {
+    /// The broker's host (name or IP) as written in `broker = "host:port"`.
+    pub host: String,
+    /// The broker's port (default 1883, or 8883 with `tls`).
+    pub port: u16,
+    /// Topic filters to subscribe to (`+` and `#` wildcards allowed), at least one.
+    pub topics: Vec<String>,
+    /// Subscription QoS, 0, 1 or 2 (default 1); a message arrives with the lower of this
+    /// and its publisher's QoS.
+    pub qos: u8,
+    /// MQTT client id; None = `tidepool-<hostname>-<source index>`, stable across
+    /// restarts so a persistent session finds its queued messages.
+    pub client_id: Option<String>,
+    /// Start a fresh session on every connect (default false: the broker keeps the
+    /// subscriptions and queues QoS 1/2 messages while tidepool is away).
+    pub clean_session: bool,
+    /// Username for the broker, if it asks for one.
+    pub username: Option<String>,
+    /// Password, with `username`.
+    pub password: Option<String>,
+    /// TLS to the broker, when set.
+    pub tls: Option<MqttTlsConfig>,
+    /// MQTT keep-alive (default 30 s).
+    pub keep_alive: Duration,
+    /// How payloads become records (default JSON).
+    pub format: PayloadFormat,
+    /// Prepended to every tag as `prefix.`; None = the tag is the topic alone
+    /// (default `mqtt`).
+    pub tag_prefix: Option<String>,
+    /// Tag template with `${topic}` and `${topic_parts[N]}`; None = `${topic}`.
+    pub tag: Option<crate::input::mqtt::TopicTemplate>,
+    /// Record key that receives the topic (default `topic`); None = not added.
+    pub topic_key: Option<String>,
+    /// Largest payload kept whole (default 1 MiB); a larger one is kept cut to this size
+    /// with `_parse_error` set, and counted.
+    pub max_payload_size: usize,
+    /// First delay before reconnecting (default 1 s); doubles up to `reconnect_max_delay`.
+    pub reconnect_delay: Duration,
+    /// Longest delay between reconnect attempts (default 60 s).
+    pub reconnect_max_delay: Duration,
+}
+
+/// `tls = { ... }` of an MQTT source: how tidepool checks the broker and proves itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MqttTlsConfig {
+    /// PEM bundle of the CA(s) the broker's certificate must lead to; None = the
+    /// system's CA bundle.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain, for brokers that require one; with `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    pub key: Option<PathBuf>,
+    /// Name the broker's certificate must carry; None = the host of `broker`.
+    pub server_name: Option<String>,
+}
+
+/// How an MQTT payload becomes a record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// A JSON object is the record; any other JSON value becomes `{"message": value}`.
+    #[default]
+    Json,
+    /// A MessagePack map is the record; any other value becomes `{"message": value}`.
+    Msgpack,
+    /// `{"message": payload}`: a string when the payload is UTF-8, else binary.
+    Raw,
 }
 
 /// A forward input (`type = "forward"`).

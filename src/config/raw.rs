@@ -139,6 +139,41 @@ pub struct HttpRaw {
     pub add_tag_prefix: Option<Spanned<String>>,
 }
 
+/// `[[source]]` with `type = "mqtt"` (resolved in `resolve/mqtt.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttRaw {
+    /// Already read by `resolve` to pick this struct; listed so it is not unknown.
+    #[serde(rename = "type")]
+    pub _type: de::IgnoredAny,
+    pub broker: Spanned<String>,
+    pub topics: Spanned<Vec<Spanned<String>>>,
+    pub qos: Option<Spanned<i64>>,
+    pub client_id: Option<Spanned<String>>,
+    pub clean_session: Option<bool>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub tls: Option<Spanned<MqttTlsRaw>>,
+    pub keep_alive: Option<Spanned<Scalar>>,
+    pub format: Option<Spanned<String>>,
+    pub tag_prefix: Option<Spanned<String>>,
+    pub tag: Option<Spanned<String>>,
+    pub topic_key: Option<Spanned<Scalar>>,
+    pub max_payload_size: Option<Spanned<Scalar>>,
+    pub reconnect_delay: Option<Spanned<Scalar>>,
+    pub reconnect_max_delay: Option<Spanned<Scalar>>,
+}
+
+/// `tls = { ... }` of an MQTT source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsRaw {
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+}
+
 /// `tls = { ... }` of a source.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,7 @@ mod api;
 mod filter;
 mod http;
 mod leaves;
+mod mqtt;
 mod output;
 mod source;
 mod store;
@@ -34,7 +35,7 @@ pub(crate) struct Context<'a> {
 }
 
 const SECTIONS: &str = "server, source, filter, match, output, api";
-const SOURCE_TYPES: &str = "forward, http";
+const SOURCE_TYPES: &str = "forward, http, mqtt";
 const OUTPUT_TYPES: &str = "null, stdout, file, td, store";
 
 /// Parses and checks `text`.

@@ -7,6 +7,7 @@ use super::*;
 use std::collections::HashMap;
 
 mod errors;
+mod mqtt;
 
 fn env_of(vars: &[(&str, &str)]) -> HashMap<String, String> {
     vars.iter()
@@ -600,12 +601,12 @@ proptest::proptest! {
 
     #[test]
     fn never_panics_on_mutated_valid_configs(
-        which in 0usize..3,
+        which in 0usize..4,
         at in 0usize..4000,
         len in 0usize..8,
         insert in "[\\[\\]a-z_=\"{}., 0-9\n$*-]{0,8}",
     ) {
-        let files = [DEFAULT_CONFIG, include_str!("../../conf/examples/seed.toml"), include_str!("../../conf/examples/shared-key.toml")];
+        let files = [DEFAULT_CONFIG, include_str!("../../conf/examples/seed.toml"), include_str!("../../conf/examples/shared-key.toml"), include_str!("../../conf/examples/mqtt.toml")];
         let base = files.get(which).copied().unwrap_or(DEFAULT_CONFIG);
         let mut cut = at.min(base.len());
         while !base.is_char_boundary(cut) {

@@ -2,3 +2,4 @@
 
 pub mod forward;
 pub mod http;
+pub mod mqtt;

@@ -12,6 +12,7 @@ mod hostile;
 mod http_input;
 mod limits;
 mod load;
+mod mqtt;
 mod postgres;
 mod reload;
 mod routing;

@@ -35,6 +35,10 @@ impl Resolver<'_, '_, '_> {
                     Some(http) => sources.push(SourceConfig::Http(http)),
                     None => ok = false,
                 },
+                "mqtt" => match self.mqtt(item, &path, &section) {
+                    Some(mqtt) => sources.push(SourceConfig::Mqtt(mqtt)),
+                    None => ok = false,
+                },
                 other => {
                     ok = false;
                     let span = self.type_span(item);

@@ -51,7 +51,7 @@ fn error_kinds() {
         ),
         (
             "[[source]]\ntype = \"forwrd\"\nlisten = \"127.0.0.1:0\"\n",
-            "t.toml:2:8: source[1].type: unknown source type \"forwrd\" (expected one of: forward, http)",
+            "t.toml:2:8: source[1].type: unknown source type \"forwrd\" (expected one of: forward, http, mqtt)",
         ),
         (
             "[output.a]\ntype = \"s3\"\n",

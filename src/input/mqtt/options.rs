@@ -1,0 +1,189 @@
+//! Client options from the config: client id, session, credentials and TLS, all
+//! checked (files read, keys parsed) before a start or reload changes anything.
+
+use crate::config::{MqttConfig, MqttTlsConfig};
+use anyhow::{Context, anyhow, bail};
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest MQTT packet accepted from the broker: the protocol's own limit (256 MiB).
+/// Payloads over `max_payload_size` are cut by the payload step, not refused here, so
+/// one oversized message can never wedge a persistent session in a reconnect loop.
+const MAX_INCOMING_PACKET: usize = 268_435_455;
+
+/// Largest packet tidepool sends (SUBSCRIBE with every filter, acks, pings).
+const MAX_OUTGOING_PACKET: usize = 1 << 20;
+
+/// Where Linux distributions keep the system CA bundle, for `tls` without `ca`.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The default client id: `tidepool-<hostname>-<source index>`, stable across restarts
+/// (so a persistent session is found again) and distinct per host and source.
+pub fn default_client_id(n: usize) -> String {
+    let host = dns_lookup::get_hostname().unwrap_or_else(|_| "host".to_string());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("tidepool-{host}-{n}")
+}
+
+/// The rumqttc options of source `n`: manual acks, the session kind, credentials, TLS.
+pub fn mqtt_options(config: &MqttConfig, client_id: &str) -> anyhow::Result<MqttOptions> {
+    let mut o = MqttOptions::new(client_id, config.host.clone(), config.port);
+    o.set_keep_alive(config.keep_alive)
+        .set_clean_session(config.clean_session)
+        .set_manual_acks(true)
+        .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
+    if let Some(user) = &config.username {
+        o.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &config.tls {
+        let client = client_config(tls, &config.host)?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client)));
+    }
+    Ok(o)
+}
+
+/// The rustls client config (ring provider, TLS 1.2 and 1.3) for a broker at `host`.
+fn client_config(tls: &MqttTlsConfig, host: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca_path = match &tls.ca {
+        Some(p) => p.clone(),
+        None => system_bundle()?,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in read_certs(&ca_path, "tls.ca")?.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            anyhow!(
+                "tls.ca {}: certificate #{} cannot be a trust anchor: {e}",
+                ca_path.display(),
+                i + 1
+            )
+        })?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .context("choosing TLS versions")?;
+    let builder = match &tls.server_name {
+        Some(name) if name != host => {
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| anyhow!("tls.server_name \"{name}\" is not a DNS name or IP: {e}"))?;
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .context("building the broker certificate verifier")?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(FixedName { inner, name }))
+        }
+        _ => builder.with_root_certificates(roots),
+    };
+    let config = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs(cert, "tls.cert")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                anyhow!(
+                    "tls.key {}: no usable unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
+                    key.display()
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("tls.cert and tls.key do not make a usable client certificate")?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The first system CA bundle that exists.
+fn system_bundle() -> anyhow::Result<PathBuf> {
+    SYSTEM_CA_BUNDLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "tls without `ca`: no system CA bundle found (looked for {}); set tls.ca to the broker's CA file",
+                SYSTEM_CA_BUNDLES.join(", ")
+            )
+        })
+}
+
+/// Every certificate of a PEM file, at least one.
+fn read_certs(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| anyhow!("{key} {}: cannot read: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("{key} {}: invalid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "{key} {} holds no `-----BEGIN CERTIFICATE-----` block",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// Checks the broker's certificate against `tls.server_name` instead of the host
+/// dialled (a broker reached by IP whose certificate names it by DNS name).
+#[derive(Debug)]
+struct FixedName {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for FixedName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
