@@ -146,5 +146,8 @@ topics = []
         "{all}"
     );
     let all = errors("[[source]]\ntype = \"amqp\"\n").join("\n");
-    assert!(all.contains("expected one of: forward, http, mqtt"), "{all}");
+    assert!(
+        all.contains("expected one of: forward, http, mqtt"),
+        "{all}"
+    );
 }
