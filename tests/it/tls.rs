@@ -232,3 +232,116 @@ fn the_api_serves_https_with_the_generated_certificate() {
     let _ = std::io::Read::read_to_end(&mut plain, &mut raw);
     assert!(!raw.starts_with(b"HTTP/"), "{raw:02x?}");
 }
+
+/// A CA for client certificates, made for one test.
+struct DeviceCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl DeviceCa {
+    fn new(cn: &str) -> DeviceCa {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let pem = params.self_signed(&key).expect("self-signed").pem();
+        DeviceCa { params, key, pem }
+    }
+
+    /// A client certificate and key this CA signed.
+    fn client(
+        &self,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["device-7".to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "device-7");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+            .expect("key PEM");
+        (vec![cert.der().clone()], der)
+    }
+}
+
+/// `tls.client_ca` on a real daemon: a device whose certificate the configured CA
+/// signed gets its ack; one signed by another CA, or with no certificate, is refused
+/// in the handshake, counted, and nothing it sent is written.
+#[test]
+fn client_certificates_from_another_ca_are_refused_by_the_daemon() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let devices = DeviceCa::new("device CA");
+    let stranger = DeviceCa::new("stranger CA");
+    std::fs::write(tmp.path().join("device-ca.pem"), &devices.pem).expect("write CA");
+    let config =
+        plain_config(r#"tls = { common_name = ["127.0.0.1"], client_ca = "device-ca.pem" }"#);
+    let d = TestDaemon::start_in(tmp.path(), &config);
+    let server_ca = d.dir.join("certs/ca.pem");
+    let with_identity = |ca: &DeviceCa| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&server_ca).expect("read CA") {
+            roots.add(cert.expect("CA cert")).expect("add CA");
+        }
+        let (chain, key) = ca.client();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .expect("client auth"),
+        )
+    };
+    send_over_tls(d.addr(0), with_identity(&devices), "127.0.0.1", "mtls.ok");
+    let refused = |cfg: Arc<rustls::ClientConfig>, tag: &str| {
+        let name = ServerName::try_from("127.0.0.1").expect("name");
+        let conn = rustls::ClientConnection::new(cfg, name).expect("client");
+        let mut tls = rustls::StreamOwned::new(conn, connect(d.addr(0)));
+        let rec = rmpv::Value::Map(vec![("secure".into(), false.into())]);
+        // The write may fail (TLS 1.2 refuses in the handshake) or succeed
+        // (TLS 1.3 clients learn of the refusal on the next read); no ack comes back.
+        let _ = tls.write_all(&message_with_ack(tag, &rec, "x"));
+        let mut buf = [0u8; 64];
+        let got = std::io::Read::read(&mut tls, &mut buf);
+        assert!(!matches!(got, Ok(n) if n > 0), "{tag}: the daemon answered");
+    };
+    refused(with_identity(&stranger), "mtls.stranger");
+    refused(
+        client_config(
+            &server_ca,
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        ),
+        "mtls.anonymous",
+    );
+    d.wait_log("TLS handshake failed");
+    // A later, accepted event proves the refused ones had their chance to be written.
+    send_over_tls(
+        d.addr(0),
+        with_identity(&devices),
+        "127.0.0.1",
+        "mtls.after",
+    );
+    d.wait_records("data/out/mtls.after.jsonl", 1);
+    assert_eq!(d.wait_records("data/out/mtls.ok.jsonl", 1).len(), 1);
+    for tag in ["mtls.stranger", "mtls.anonymous"] {
+        assert!(
+            !d.dir.join(format!("data/out/{tag}.jsonl")).exists(),
+            "{tag} was written"
+        );
+    }
+}
