@@ -321,6 +321,22 @@ fn refusals(api: SocketAddr) {
         assert_eq!(status, 403, "{sql}: {v}");
         assert_eq!(v["parameter"], "sql");
     }
+    // The tests connect as a superuser; reads still cannot reach server files or
+    // other sessions, because they run as pg_read_all_data.
+    for sql in [
+        "select pg_read_file('PG_VERSION')",
+        "select pg_ls_dir('.')",
+        "select pg_terminate_backend(pid) from pg_stat_activity where pid <> pg_backend_pid()",
+    ] {
+        let (status, v) = api_query(api, "test_database", sql);
+        assert_ne!(status, 200, "{sql}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(
+                |e| e.contains("permission denied") || e.contains("must be a superuser")
+            ),
+            "{sql}: {v}"
+        );
+    }
     let (status, v) = api_query(api, "test_database", "select pg_sleep(60)");
     assert_eq!(status, 400, "{v}");
     assert!(

@@ -43,6 +43,9 @@ struct Inner {
     target: String,
     idle: Mutex<Vec<Conn>>,
     stats: Stats,
+    /// Whether reads can take the `pg_read_all_data` role (see `query::READ_ROLE`),
+    /// asked once.
+    read_role: tokio::sync::OnceCell<bool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -72,6 +75,7 @@ impl PgStore {
                 target,
                 idle: Mutex::new(Vec::new()),
                 stats: Stats::default(),
+                read_role: tokio::sync::OnceCell::new(),
             }),
         })
     }

@@ -15,6 +15,12 @@ use crate::store::query::{Limits, MAX_RESULT_BYTES, QueryError, QueryResult};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
+/// PostgreSQL's predefined role (14 and later) that may read every table and nothing
+/// else: no server files (`pg_read_file`), no signalling other sessions. Reads that
+/// can take it do, so a store whose writer connects as a superuser still cannot be
+/// used through `/api/query` to read files or stop backends.
+pub const READ_ROLE: &str = "pg_read_all_data";
+
 /// Rows fetched from the cursor per round trip.
 const FETCH_BATCH: usize = 1000;
 
@@ -72,13 +78,43 @@ impl PgStore {
                 known: names.join(", "),
             });
         }
-        let setup = format!(
+        let mut setup = format!(
             "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL search_path = {}",
             limits.timeout.as_millis().max(1),
             ident(db)
         );
+        if self.can_take_read_role(&conn.client).await {
+            setup.push_str(&format!("; SET LOCAL ROLE {READ_ROLE}"));
+        }
         conn.client.batch_execute(&setup).await.map_err(sql_error)?;
         Ok(conn)
+    }
+
+    /// Whether this connection's role may `SET ROLE` to [`READ_ROLE`] (a superuser
+    /// or a member): asked once per store; false on servers without the role.
+    async fn can_take_read_role(&self, client: &Client) -> bool {
+        *self
+            .inner
+            .read_role
+            .get_or_init(|| async {
+                let ask = format!(
+                    "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READ_ROLE}') \
+                     THEN pg_has_role('{READ_ROLE}', 'MEMBER') ELSE false END"
+                );
+                let can = match client.query_one(ask.as_str(), &[]).await {
+                    Ok(row) => row.try_get::<_, bool>(0).unwrap_or(false),
+                    Err(_) => false,
+                };
+                if !can {
+                    tracing::warn!(
+                        store = %self.target(),
+                        "reads run with the writer's own privileges ({READ_ROLE} cannot be taken): \
+                         connect as a role that is not a superuser, or grant it {READ_ROLE}"
+                    );
+                }
+                can
+            })
+            .await
     }
 
     /// Ends a read begun by [`PgStore::begin_read`]: past the time limit the
