@@ -21,4 +21,5 @@ pub mod output;
 pub mod pipeline;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod tls;

@@ -9,6 +9,7 @@ use super::json::{Injected, write_json_prefix};
 use super::{Chunk, OutputError};
 use crate::config::FileOutputConfig;
 use crate::msgpack::entry::entry_head;
+use crate::template::Segment;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
@@ -277,34 +278,9 @@ struct Template {
     base: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Segment {
-    Lit(String),
-    Tag,
-    /// `${tag_parts[N]}`; negative counts from the end, as in Fluentd.
-    TagPart(i64),
-}
-
 impl Template {
     fn parse(s: &str) -> Result<Template, String> {
-        let mut segments = Vec::new();
-        let mut rest = s;
-        while let Some(open) = rest.find("${") {
-            let (lit, after) = rest.split_at(open);
-            if !lit.is_empty() {
-                segments.push(Segment::Lit(lit.to_string()));
-            }
-            let body_and_rest = after.get(2..).unwrap_or_default();
-            let close = body_and_rest.find('}').ok_or_else(|| {
-                format!("unterminated placeholder at {after:?}; close it with }}")
-            })?;
-            let (body, tail) = body_and_rest.split_at(close);
-            segments.push(parse_placeholder(body)?);
-            rest = tail.get(1..).unwrap_or_default();
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Lit(rest.to_string()));
-        }
+        let segments = crate::template::parse(s, "tag")?;
         let base = match segments.as_slice() {
             [Segment::Lit(l)] => Path::new(l).parent().map(Path::to_path_buf),
             [Segment::Lit(l), ..] => l.rfind('/').and_then(|i| l.get(..i)).map(PathBuf::from),
@@ -319,20 +295,16 @@ impl Template {
         for seg in &self.segments {
             match seg {
                 Segment::Lit(l) => s.push_str(l),
-                Segment::Tag => sanitize_into(tag, &mut s),
-                Segment::TagPart(i) => {
+                Segment::Whole => sanitize_into(tag, &mut s),
+                Segment::Part(i) => {
                     let parts: Vec<&str> = tag.split('.').collect();
-                    let n = i64::try_from(parts.len()).unwrap_or(i64::MAX);
-                    let idx = if *i < 0 { n + i } else { *i };
-                    let part = usize::try_from(idx)
-                        .ok()
-                        .and_then(|i| parts.get(i))
-                        .ok_or_else(|| {
-                            format!(
-                                "tag {tag:?} has {n} parts, so ${{tag_parts[{i}]}} does not exist; \
-                                 route such tags elsewhere or change the path template"
-                            )
-                        })?;
+                    let part = crate::template::part(&parts, *i).ok_or_else(|| {
+                        format!(
+                            "tag {tag:?} has {} parts, so ${{tag_parts[{i}]}} does not exist; \
+                             route such tags elsewhere or change the path template",
+                            parts.len()
+                        )
+                    })?;
                     sanitize_into(part, &mut s);
                 }
             }
@@ -369,19 +341,6 @@ impl Template {
         }
         Ok(path)
     }
-}
-
-fn parse_placeholder(body: &str) -> Result<Segment, String> {
-    if body == "tag" {
-        return Ok(Segment::Tag);
-    }
-    body.strip_prefix("tag_parts[")
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|n| n.trim().parse::<i64>().ok())
-        .map(Segment::TagPart)
-        .ok_or_else(|| {
-            format!("unknown placeholder ${{{body}}}; use ${{tag}} or ${{tag_parts[N]}}")
-        })
 }
 
 /// Appends `value` made safe as (part of) one file name: `[A-Za-z0-9._-]` kept, every

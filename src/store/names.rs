@@ -5,6 +5,8 @@
 //! it holds only `a-z`, `0-9` and `_`; every identifier in SQL is also written with
 //! [`quote_ident`], so even a column named after a hostile record key is inert.
 
+use crate::template::Segment;
+
 /// Shortest name Treasure Data accepts; shorter names are padded with `_`.
 pub const MIN_NAME: usize = 3;
 
@@ -125,48 +127,10 @@ impl Naming {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template(Vec<Segment>);
 
-#[derive(Clone, Debug, PartialEq)]
-enum Segment {
-    Lit(String),
-    Tag,
-    /// `${tag_parts[N]}`; negative counts from the end, as in Fluentd.
-    Part(i64),
-}
-
 impl Template {
     /// Parses `text`; the error names the bad placeholder and the accepted ones.
     pub fn parse(text: &str) -> Result<Template, String> {
-        let mut segments = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find("${") {
-            let (lit, after) = rest.split_at(open);
-            if !lit.is_empty() {
-                segments.push(Segment::Lit(lit.to_string()));
-            }
-            let body_and_rest = after.get(2..).unwrap_or_default();
-            let close = body_and_rest.find('}').ok_or_else(|| {
-                format!("unterminated placeholder at {after:?}; close it with }}")
-            })?;
-            let (body, tail) = body_and_rest.split_at(close);
-            let seg = if body == "tag" {
-                Segment::Tag
-            } else {
-                body.strip_prefix("tag_parts[")
-                    .and_then(|r| r.strip_suffix(']'))
-                    .and_then(|n| n.trim().parse::<i64>().ok())
-                    .map(Segment::Part)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown placeholder ${{{body}}}; use ${{tag}} or ${{tag_parts[N]}}"
-                        )
-                    })?
-            };
-            segments.push(seg);
-            rest = tail.get(1..).unwrap_or_default();
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Lit(rest.to_string()));
-        }
+        let segments = crate::template::parse(text, "tag")?;
         if segments.is_empty() {
             return Err("empty template; write a name or ${tag_parts[N]}".to_string());
         }
@@ -179,19 +143,15 @@ impl Template {
         for seg in &self.0 {
             match seg {
                 Segment::Lit(l) => s.push_str(l),
-                Segment::Tag => s.push_str(&tag.replace('.', "_")),
+                Segment::Whole => s.push_str(&tag.replace('.', "_")),
                 Segment::Part(i) => {
-                    let n = i64::try_from(parts.len()).unwrap_or(i64::MAX);
-                    let idx = if *i < 0 { n.saturating_add(*i) } else { *i };
-                    let part = usize::try_from(idx)
-                        .ok()
-                        .and_then(|i| parts.get(i))
-                        .ok_or_else(|| {
-                            format!(
-                                "tag {tag:?} has {n} parts, so ${{tag_parts[{i}]}} does not exist; \
-                                 route such tags elsewhere or change the template"
-                            )
-                        })?;
+                    let part = crate::template::part(parts, *i).ok_or_else(|| {
+                        format!(
+                            "tag {tag:?} has {} parts, so ${{tag_parts[{i}]}} does not exist; \
+                             route such tags elsewhere or change the template",
+                            parts.len()
+                        )
+                    })?;
                     s.push_str(part);
                 }
             }

@@ -6,53 +6,18 @@
 //! letters, digits, `_` and `-` (anything else becomes `_`, a `.` inside a topic level
 //! included, so one level never turns into two parts), and empty parts are dropped.
 
+use crate::template::Segment;
+
 /// A `tag = "..."` template of an MQTT source: literal text, `${topic}` (the topic's
 /// levels as tag parts) and `${topic_parts[N]}` (one level; negative N counts from the
 /// end, as Fluentd's `tag_parts`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopicTemplate(Vec<Segment>);
 
-#[derive(Clone, Debug, PartialEq)]
-enum Segment {
-    Lit(String),
-    Topic,
-    Part(i64),
-}
-
 impl TopicTemplate {
     /// Parses `text`; the error names the bad placeholder and the accepted ones.
     pub fn parse(text: &str) -> Result<TopicTemplate, String> {
-        let mut segments = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find("${") {
-            let (lit, after) = rest.split_at(open);
-            if !lit.is_empty() {
-                segments.push(Segment::Lit(lit.to_string()));
-            }
-            let body_and_rest = after.get(2..).unwrap_or_default();
-            let close = body_and_rest.find('}').ok_or_else(|| {
-                format!("unterminated placeholder at {after:?}; close it with }}")
-            })?;
-            let (body, tail) = body_and_rest.split_at(close);
-            let seg = if body == "topic" {
-                Segment::Topic
-            } else {
-                body.strip_prefix("topic_parts[")
-                    .and_then(|r| r.strip_suffix(']'))
-                    .and_then(|n| n.trim().parse::<i64>().ok())
-                    .map(Segment::Part)
-                    .ok_or_else(|| {
-                        format!(
-                            "unknown placeholder ${{{body}}}; use ${{topic}} or ${{topic_parts[N]}}"
-                        )
-                    })?
-            };
-            segments.push(seg);
-            rest = tail.get(1..).unwrap_or_default();
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Lit(rest.to_string()));
-        }
+        let segments = crate::template::parse(text, "topic")?;
         if segments.is_empty() {
             return Err("empty tag template; write a tag or ${topic}".to_string());
         }
@@ -66,11 +31,9 @@ impl TopicTemplate {
         for seg in &self.0 {
             match seg {
                 Segment::Lit(l) => out.push_str(l),
-                Segment::Topic => push_levels(topic, out),
+                Segment::Whole => push_levels(topic, out),
                 Segment::Part(i) => {
-                    let n = i64::try_from(levels.len()).unwrap_or(i64::MAX);
-                    let idx = if *i < 0 { n.saturating_add(*i) } else { *i };
-                    if let Some(level) = usize::try_from(idx).ok().and_then(|i| levels.get(i)) {
+                    if let Some(level) = crate::template::part(&levels, *i) {
                         push_clean(level, out);
                     }
                 }
