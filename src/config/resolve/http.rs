@@ -18,23 +18,7 @@ impl Resolver<'_, '_, '_> {
         let raw: raw::HttpRaw = typed(item, path, section, self.problems)?;
         let mut ok = true;
         let p = |key: &str| format!("{path}.{key}");
-        let listen = match raw.listen.get_ref().trim().parse::<SocketAddr>() {
-            Ok(addr) => {
-                self.check_listen(listens, addr, raw.listen.span(), path, n);
-                Some(addr)
-            }
-            Err(_) => {
-                self.at(
-                    raw.listen.span(),
-                    &p("listen"),
-                    format!(
-                        "bad listen address \"{}\" (expected IP:port such as \"0.0.0.0:8888\" or \"[::]:443\")",
-                        raw.listen.get_ref()
-                    ),
-                );
-                None
-            }
-        };
+        let listen = self.listen(&raw.listen, path, listens, n, 8888);
         let tls = match &raw.tls {
             Some(tls) => {
                 let t = self.tls(tls, &p("tls"));

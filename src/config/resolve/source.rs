@@ -55,6 +55,35 @@ impl Resolver<'_, '_, '_> {
         ok.then_some(sources)
     }
 
+    /// A source's `listen` address, checked against the ones already bound; the
+    /// error shows an example with the input's usual `port`.
+    pub(super) fn listen(
+        &mut self,
+        listen: &Spanned<String>,
+        path: &str,
+        listens: &mut Vec<(SocketAddr, std::ops::Range<usize>, usize)>,
+        n: usize,
+        port: u16,
+    ) -> Option<SocketAddr> {
+        match listen.get_ref().trim().parse::<SocketAddr>() {
+            Ok(addr) => {
+                self.check_listen(listens, addr, listen.span(), path, n);
+                Some(addr)
+            }
+            Err(_) => {
+                self.at(
+                    listen.span(),
+                    &format!("{path}.listen"),
+                    format!(
+                        "bad listen address \"{}\" (expected IP:port such as \"0.0.0.0:{port}\" or \"[::]:{port}\")",
+                        listen.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// Rejects a listen address another source already binds.
     pub(super) fn check_listen(
         &mut self,
@@ -100,23 +129,7 @@ impl Resolver<'_, '_, '_> {
         let raw: raw::ForwardRaw = typed(item, path, section, self.problems)?;
         let mut ok = true;
         let p = |key: &str| format!("{path}.{key}");
-        let listen = match raw.listen.get_ref().trim().parse::<SocketAddr>() {
-            Ok(addr) => {
-                self.check_listen(listens, addr, raw.listen.span(), path, n);
-                Some(addr)
-            }
-            Err(_) => {
-                self.at(
-                    raw.listen.span(),
-                    &p("listen"),
-                    format!(
-                        "bad listen address \"{}\" (expected IP:port such as \"0.0.0.0:24227\" or \"[::]:24227\")",
-                        raw.listen.get_ref()
-                    ),
-                );
-                None
-            }
-        };
+        let listen = self.listen(&raw.listen, path, listens, n, 24227);
         let tls = match &raw.tls {
             Some(tls) => {
                 let t = self.tls(tls, &p("tls"));
