@@ -72,13 +72,7 @@ impl Resolver<'_, '_, '_> {
             &p("handshake_timeout"),
             Duration::from_secs(10),
         );
-        let mut allow = Vec::new();
-        for (i, net) in raw.allow.iter().flatten().enumerate() {
-            match self.network(net, &format!("{path}.allow[{}]", i + 1)) {
-                Some(n) => allow.push(n),
-                None => ok = false,
-            }
-        }
+        let allow = self.allow_list(raw.allow.as_deref(), path, &mut ok);
         let mut cors_allow_origins = Vec::new();
         for (i, origin) in raw.cors_allow_origins.iter().flatten().enumerate() {
             let opath = format!("{path}.cors_allow_origins[{}]", i + 1);

@@ -84,6 +84,23 @@ impl Resolver<'_, '_, '_> {
         }
     }
 
+    /// A source's `allow = [...]` networks; a bad entry is reported and clears `ok`.
+    pub(super) fn allow_list(
+        &mut self,
+        nets: Option<&[Spanned<String>]>,
+        path: &str,
+        ok: &mut bool,
+    ) -> Vec<ipnet::IpNet> {
+        let mut allow = Vec::new();
+        for (i, net) in nets.unwrap_or_default().iter().enumerate() {
+            match self.network(net, &format!("{path}.allow[{}]", i + 1)) {
+                Some(n) => allow.push(n),
+                None => *ok = false,
+            }
+        }
+        allow
+    }
+
     /// Rejects a listen address another source already binds.
     pub(super) fn check_listen(
         &mut self,
@@ -192,13 +209,7 @@ impl Resolver<'_, '_, '_> {
                     .map(Some),
             },
         };
-        let mut allow = Vec::new();
-        for (i, net) in raw.allow.iter().flatten().enumerate() {
-            match self.network(net, &format!("{path}.allow[{}]", i + 1)) {
-                Some(n) => allow.push(n),
-                None => ok = false,
-            }
-        }
+        let allow = self.allow_list(raw.allow.as_deref(), path, &mut ok);
         let source_address_key = self.opt_name(
             raw.source_address_key.as_ref(),
             &p("source_address_key"),
