@@ -125,14 +125,18 @@ impl PgServer {
                 "UTF8",
                 "--locale=C",
                 "-N",
+                // 1 MiB WAL segments instead of 16: the tests' servers stay a few tens
+                // of MB on disk, which matters on CI machines with little free space.
+                "--wal-segsize=1",
             ])
             .output()
             .expect("run initdb");
         assert!(
             out.status.success(),
-            "initdb failed: {}{}",
+            "initdb failed: {}{}{}",
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            free_space(&root)
         );
         let mut s = PgServer {
             bin,
@@ -159,6 +163,7 @@ impl PgServer {
         ) + &format!(
             r#""$BIN/postgres" -D "$ROOT/data" -k "$ROOT" -p {port} -c listen_addresses=127.0.0.1 \
  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
+ -c shared_buffers=16MB -c min_wal_size=2MB -c max_wal_size=16MB \
  >>"$ROOT/log" 2>&1 &
 P=$!
 while [ -d /proc/{me} ] && kill -0 $P 2>/dev/null; do sleep 1; done
@@ -242,7 +247,7 @@ wait $P
                 client
                     .batch_execute(&sql)
                     .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                    .unwrap_or_else(|e| panic!("{sql}: {e:?}{}", free_space(&self.root)));
             }
         });
         self.url(db)
@@ -254,6 +259,16 @@ impl Drop for PgServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// `df -h` of the file system holding `path`, so a failure caused by a full disk says so.
+fn free_space(path: &Path) -> String {
+    Command::new("df")
+        .arg("-h")
+        .arg(path)
+        .output()
+        .map(|o| format!("\nfree space:\n{}", String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default()
 }
 
 /// `program` run as `user` (via runuser) when set, else as ourselves.
