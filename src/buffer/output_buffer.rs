@@ -13,7 +13,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -127,10 +127,15 @@ impl OutputBuffer {
             space: Notify::new(),
             work: Notify::new(),
             closed: AtomicBool::new(false),
+            inbox_scan: Mutex::new(()),
             #[cfg(test)]
             round_gate: Mutex::new(()),
             #[cfg(test)]
             inject_enospc: std::sync::atomic::AtomicU32::new(0),
+            #[cfg(test)]
+            scan_gate: Mutex::new(()),
+            #[cfg(test)]
+            scans: Default::default(),
         });
         shared.enqueue_charged(chunks);
         let (mode, mode_rx) = watch::channel(Mode::Run);
@@ -427,6 +432,8 @@ impl OutputBuffer {
                 let _ = t.await;
             }
         }
+        let fence = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || drop(lock(&fence.inbox_scan))).await;
         let st = shared.lock();
         let report = ShutdownReport {
             remaining_chunks: st.queue.len(),
@@ -537,10 +544,23 @@ async fn housekeeping(shared: Arc<Shared>, mut mode: watch::Receiver<Mode>) {
 
 async fn scan_requeue(shared: &Arc<Shared>) {
     let mut seen: HashSet<_> = shared.lock().queue.iter().map(|c| c.id).collect();
-    let dir: PathBuf = shared.dir.clone();
-    let name = shared.name.clone();
-    let scanned =
-        tokio::task::spawn_blocking(move || recovery::scan_inbox(&dir, &name, &mut seen)).await;
+    let scanning = shared.clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        #[cfg(test)]
+        scanning.scans[0].fetch_add(1, Ordering::SeqCst);
+        #[cfg(test)]
+        drop(lock(&scanning.scan_gate));
+        let _scan = lock(&scanning.inbox_scan);
+        let found = if scanning.closed.load(Ordering::Acquire) {
+            Ok((Vec::new(), Vec::new()))
+        } else {
+            recovery::scan_inbox(&scanning.dir, &scanning.name, &mut seen)
+        };
+        #[cfg(test)]
+        scanning.scans[1].fetch_add(1, Ordering::SeqCst);
+        found
+    })
+    .await;
     let (chunks, markers) = match scanned {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => {

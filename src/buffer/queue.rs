@@ -37,6 +37,12 @@ pub(super) struct Shared {
     pub work: Notify,
     /// Set by shutdown: appends are refused from then on.
     pub closed: AtomicBool,
+    /// Held while the `requeue/` inbox is scanned. Shutdown takes it once after setting
+    /// `closed`, so no scan of this buffer still moves files once shutdown returns: a
+    /// scan runs on a blocking thread that aborting its task does not stop, and one
+    /// that ran late would move a chunk requeued for the *next* buffer on this
+    /// directory out of that buffer's sight.
+    pub inbox_scan: Mutex<()>,
     /// Tests hold this to make the commit thread wait before it drains its channel,
     /// so "many appends, few rounds" is deterministic.
     #[cfg(test)]
@@ -44,6 +50,12 @@ pub(super) struct Shared {
     /// Tests set this to make that many chunk writes fail with ENOSPC.
     #[cfg(test)]
     pub inject_enospc: std::sync::atomic::AtomicU32,
+    /// Tests hold this to keep an inbox scan waiting on its blocking thread.
+    #[cfg(test)]
+    pub scan_gate: Mutex<()>,
+    /// Inbox scans started and finished on their blocking thread (tests only).
+    #[cfg(test)]
+    pub scans: [std::sync::atomic::AtomicU32; 2],
 }
 
 /// The mutable part of [`Shared`].

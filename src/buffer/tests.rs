@@ -646,3 +646,62 @@ async fn dead_letters_requeued_while_stopped_flow_at_the_next_start() {
     assert_eq!(&s2.recv().await.entries[..], &batch(4)[..]);
     buf.shutdown(PATIENCE).await;
 }
+
+/// A requeue inbox scan runs on a blocking thread that aborting its task does not
+/// stop. One still running after shutdown returned would move a chunk requeued for the
+/// next buffer on this directory out of that buffer's sight (the once-seen flaky
+/// failure of the test above): shutdown must fence every scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)] // the scan's blocking thread must wait at the gate
+async fn no_inbox_scan_moves_a_file_once_shutdown_returned() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("buffer").join("out");
+    let s = sink(true);
+    s.sink.permanent.store(true, Ordering::SeqCst);
+    let buf = Arc::new(
+        OutputBuffer::open("out", &config(), &dir, s.sink.clone())
+            .await
+            .unwrap(),
+    );
+    buf.append("k", batch(2), 1)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    buf.queue_staged().await;
+    until("dead letter", || {
+        buf.metrics().snapshot().dead_letter_count == 1
+    })
+    .await;
+    let shared = buf.shared().clone();
+    let gate = shared.scan_gate.lock().unwrap();
+    let started = shared.scans[0].load(Ordering::SeqCst);
+    until("an inbox scan waiting at the gate", || {
+        shared.scans[0].load(Ordering::SeqCst) > started
+    })
+    .await;
+    let stopping = {
+        let buf = buf.clone();
+        tokio::spawn(async move { buf.shutdown(PATIENCE).await })
+    };
+    let cmd = BufferCommand::DeadLetter(DeadLetterCommand::Requeue {
+        target: "ALL".into(),
+        output: None,
+    });
+    run_cli(data.path(), &cmd).unwrap();
+    let inbox = dead_letter::requeue_dir(&dir);
+    let waiting = || std::fs::read_dir(&inbox).unwrap().count();
+    assert_eq!(waiting(), 1, "the requeued chunk is in the inbox");
+    drop(gate);
+    stopping.await.unwrap();
+    until("the gated scan to finish", || {
+        shared.scans[1].load(Ordering::SeqCst) >= shared.scans[0].load(Ordering::SeqCst)
+    })
+    .await;
+    assert_eq!(
+        waiting(),
+        1,
+        "a scan of the stopped buffer took the chunk meant for the next one"
+    );
+}
