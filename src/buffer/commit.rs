@@ -45,6 +45,9 @@ pub(super) enum Request {
     Stop(oneshot::Sender<()>),
     /// Exit now without committing or queueing anything: what a crash would do.
     Kill,
+    /// The settings changed: run a round now, so staged chunks meet the new
+    /// `flush_interval` and the next deadline is computed from it.
+    Reconfigured,
 }
 
 /// One append on its way to a chunk file.
@@ -159,6 +162,7 @@ impl Committer {
                         break;
                     }
                     Request::Kill => return,
+                    Request::Reconfigured => break,
                 }
                 if round_bytes >= ROUND_MAX_BYTES {
                     break;
@@ -184,9 +188,10 @@ impl Committer {
     /// When the loop must wake without a request: the oldest staged chunk's
     /// `flush_interval`, or the next periodic sync.
     fn next_deadline(&self) -> Option<Instant> {
-        let interval = self.shared.cfg.flush_interval;
+        let cfg = self.shared.cfg();
+        let interval = cfg.flush_interval;
         let mut at = self.staged.values().map(|s| s.opened + interval).min();
-        if let FsyncPolicy::Interval(every) = self.shared.cfg.fsync
+        if let FsyncPolicy::Interval(every) = cfg.fsync
             && self.staged.values().any(|s| s.dirty)
         {
             let sync_at = self.last_sync + every;
@@ -197,8 +202,7 @@ impl Committer {
 
     /// Adds one append to its key's staged chunk, opening a new chunk if needed.
     fn stage(&mut self, a: AppendReq) {
-        let shared = Arc::clone(&self.shared);
-        let cfg = &shared.cfg;
+        let cfg = self.shared.cfg();
         let block_len = (BLOCK_HEADER + a.entries.len()) as u64;
         if let Some(s) = self.staged.get(&a.key) {
             let has_blocks = s.logical_len() > s.header.encoded_len() as u64;
@@ -312,7 +316,8 @@ impl Committer {
     /// Writes, syncs, resolves tickets and queues finished chunks.
     fn round(&mut self, queue_everything: bool) {
         let now = Instant::now();
-        let interval = self.shared.cfg.flush_interval;
+        let cfg = self.shared.cfg();
+        let interval = cfg.flush_interval;
         let expired: Vec<String> = self
             .staged
             .iter()
@@ -338,7 +343,7 @@ impl Committer {
         for s in &mut self.retiring {
             write_pending(&self.shared, s);
         }
-        match self.shared.cfg.fsync {
+        match cfg.fsync {
             FsyncPolicy::Commit => self.sync(true),
             FsyncPolicy::Interval(every) => {
                 self.ack_written();

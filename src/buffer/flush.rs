@@ -249,12 +249,13 @@ async fn retry_or_give_up(shared: &Arc<Shared>, job: Job, error: String) {
     retry.failures = retry.failures.saturating_add(1);
     retry.first_failure_ms.get_or_insert(now_ms);
     retry.last_error = Some(error.clone());
-    if exhausted(&shared.cfg, &retry, now_ms) {
+    let cfg = shared.cfg();
+    if exhausted(&cfg, &retry, now_ms) {
         let reason = format!("gave up after {} failed attempts: {error}", retry.failures);
         let job = Job { retry, ..job };
         return dead_letter(shared, job, None, reason).await;
     }
-    let delay = backoff(&shared.cfg, retry.failures);
+    let delay = backoff(&cfg, retry.failures);
     retry.next_attempt = Some(Instant::now() + delay);
     metrics::add(&shared.metrics.retry_count, 1);
     tracing::warn!(buffer = %shared.name, chunk = %job.id, key = %job.key, attempt = retry.failures, retry_in = ?delay, error = %error, "flush failed; will retry");
@@ -332,7 +333,7 @@ async fn dead_letter(shared: &Arc<Shared>, job: Job, entries: Option<Bytes>, rea
         Err(e) => {
             tracing::error!(buffer = %shared.name, chunk = %job.id, error = %e, reason = %reason, "could not move a chunk to the dead-letter directory; keeping it queued");
             let mut retry = job.retry;
-            retry.next_attempt = Some(Instant::now() + shared.cfg.retry_max_interval);
+            retry.next_attempt = Some(Instant::now() + shared.cfg().retry_max_interval);
             release_with(shared, &job.id, retry);
         }
     }

@@ -31,6 +31,9 @@ pub(super) struct MemoryStage {
     staged: Mutex<HashMap<String, MemChunk>>,
     /// Wakes the timer when a chunk is opened (its deadline may be the earliest).
     opened: Notify,
+    /// Deadlines the timer computed (tests wait for one to be in force).
+    #[cfg(test)]
+    pub timer_rounds: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryStage {
@@ -39,6 +42,8 @@ impl MemoryStage {
             shared,
             staged: Mutex::new(HashMap::new()),
             opened: Notify::new(),
+            #[cfg(test)]
+            timer_rounds: Default::default(),
         }
     }
 
@@ -48,7 +53,7 @@ impl MemoryStage {
 
     /// Copies one block into `key`'s chunk; `charged` bytes were already reserved.
     pub fn append(&self, key: &str, entries: &Bytes, records: u32, charged: u64) {
-        let cfg = &self.shared.cfg;
+        let cfg = self.shared.cfg();
         let mut staged = self.lock();
         if let Some(c) = staged.get(key) {
             let total = u64::from(c.records) + u64::from(records);
@@ -107,7 +112,7 @@ impl MemoryStage {
     /// Queues chunks past `flush_interval` (or all of them); returns the next deadline.
     pub fn queue_expired(&self, all: bool) -> Option<Instant> {
         let now = Instant::now();
-        let interval = self.shared.cfg.flush_interval;
+        let interval = self.shared.cfg().flush_interval;
         let mut staged = self.lock();
         let expired: Vec<String> = staged
             .iter()
@@ -126,6 +131,11 @@ impl MemoryStage {
     pub fn staged_records(&self) -> u64 {
         self.lock().values().map(|c| u64::from(c.records)).sum()
     }
+
+    /// Makes the timer recompute its deadline (the settings changed).
+    pub fn wake(&self) {
+        self.opened.notify_one();
+    }
 }
 
 /// Queues memory chunks when their `flush_interval` passes.
@@ -135,6 +145,10 @@ pub(super) async fn timer(stage: Arc<MemoryStage>, mut mode: watch::Receiver<Mod
         tokio::pin!(opened);
         opened.as_mut().enable();
         let next = stage.queue_expired(false);
+        #[cfg(test)]
+        stage
+            .timer_rounds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at.into()).await,

@@ -107,6 +107,8 @@ mod tests;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_reconfigure;
+#[cfg(test)]
 mod tests_recovery;
 
 pub use cli::{BufferCommand, DeadLetterCommand, run_cli};

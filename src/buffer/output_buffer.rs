@@ -45,7 +45,7 @@ impl std::fmt::Debug for OutputBuffer {
         f.debug_struct("OutputBuffer")
             .field("name", &self.shared.name)
             .field("dir", &self.shared.dir)
-            .field("kind", &self.shared.cfg.kind)
+            .field("kind", &self.shared.cfg().kind)
             .finish_non_exhaustive()
     }
 }
@@ -120,7 +120,7 @@ impl OutputBuffer {
         .context("buffer recovery task failed")??;
         let shared = Arc::new(Shared {
             name: name.to_string(),
-            cfg: config.clone(),
+            settings: Mutex::new(Arc::new(config.clone())),
             dir: dir.to_path_buf(),
             metrics: Arc::new(BufferMetrics::default()),
             state: Mutex::new(State::default()),
@@ -184,6 +184,42 @@ impl OutputBuffer {
         })
     }
 
+    /// Applies changed settings to the running buffer, so a reload needs no restart:
+    /// chunk limits and `flush_interval` apply to staged chunks at once, retry
+    /// settings from each chunk's next failure (a scheduled retry keeps its time),
+    /// `total_limit_size` and `overflow_action` to the next append (blocked appends
+    /// look again), `fsync` from the next commit round. `type` and
+    /// `flush_thread_count` shape what `open` built: a change to either is refused
+    /// with the reason, and the buffer keeps its settings.
+    pub fn reconfigure(&self, config: &BufferConfig) -> Result<(), String> {
+        let current = self.shared.cfg();
+        if current.kind != config.kind {
+            return Err("its type (file or memory) changed".into());
+        }
+        if current.flush_thread_count.max(1) != config.flush_thread_count.max(1) {
+            return Err("its flush_thread_count changed".into());
+        }
+        if config.chunk_limit_size == 0 || config.total_limit_size == 0 {
+            return Err("chunk_limit_size and total_limit_size must be above 0".into());
+        }
+        *self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
+        // Wake everything that waits on a deadline or a limit computed from the old
+        // settings.
+        match &self.backend {
+            Backend::File(tx) => {
+                let _ = tx.send(Request::Reconfigured);
+            }
+            Backend::Memory(stage) => stage.wake(),
+        }
+        self.shared.space.notify_waiters();
+        self.shared.work.notify_waiters();
+        Ok(())
+    }
+
     /// The output this buffer feeds.
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -198,6 +234,15 @@ impl OutputBuffer {
     #[cfg(test)]
     pub(super) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Deadlines a memory buffer's timer computed so far (0 for file buffers).
+    #[cfg(test)]
+    pub(super) fn memory_timer_rounds(&self) -> u32 {
+        match &self.backend {
+            Backend::Memory(stage) => stage.timer_rounds.load(Ordering::SeqCst),
+            Backend::File(_) => 0,
+        }
     }
 
     /// The buffer's counters, for the status API and `/metrics`.
@@ -227,7 +272,7 @@ impl OutputBuffer {
             return Ok(CommitTicket::done(Ok(())));
         }
         let bytes = (BLOCK_HEADER as u64).saturating_add(entries.len() as u64);
-        let limit = shared.cfg.total_limit_size;
+        let limit = shared.cfg().total_limit_size;
         if u32::try_from(entries.len()).is_err() || bytes > limit {
             return Err(AppendError::TooLarge {
                 output: shared.name.clone(),
@@ -272,6 +317,7 @@ impl OutputBuffer {
         let shared = &self.shared;
         let mut counted = false;
         loop {
+            let cfg = shared.cfg();
             let notified = shared.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -282,9 +328,7 @@ impl OutputBuffer {
                 }
                 let now = Instant::now();
                 let disk_full = st.disk_full_until.filter(|t| *t > now);
-                if disk_full.is_none()
-                    && st.used.saturating_add(bytes) <= shared.cfg.total_limit_size
-                {
+                if disk_full.is_none() && st.used.saturating_add(bytes) <= cfg.total_limit_size {
                     st.used += bytes;
                     return Ok(());
                 }
@@ -292,7 +336,7 @@ impl OutputBuffer {
                     Some(_) => AppendError::NoSpace(shared.name.clone()),
                     None => AppendError::Full(shared.name.clone()),
                 };
-                match shared.cfg.overflow_action {
+                match cfg.overflow_action {
                     OverflowAction::Block => {
                         // Operators must see why their clients stall, once in a while.
                         if st
@@ -303,7 +347,7 @@ impl OutputBuffer {
                             tracing::warn!(
                                 buffer = %shared.name,
                                 used = st.used,
-                                limit = shared.cfg.total_limit_size,
+                                limit = cfg.total_limit_size,
                                 disk_full = disk_full.is_some(),
                                 "buffer full: inputs routed here wait (overflow_action = block) until flushes free space; nothing is acked meanwhile"
                             );

@@ -23,8 +23,8 @@ pub(super) const DISK_FULL_PAUSE: Duration = Duration::from_secs(1);
 pub(super) struct Shared {
     /// The output's name, for logs and dead-letter records.
     pub name: String,
-    /// The buffer's settings.
-    pub cfg: BufferConfig,
+    /// The buffer's settings; a reload may swap them (see [`Shared::cfg`]).
+    pub settings: Mutex<Arc<BufferConfig>>,
     /// `data_dir/buffer/<output>`.
     pub dir: PathBuf,
     /// Counters for the API.
@@ -113,6 +113,12 @@ pub(super) struct QueuedChunk {
 }
 
 impl Shared {
+    /// The settings in force now. Read once per decision: a reload may replace them
+    /// between two calls (`OutputBuffer::reconfigure`).
+    pub fn cfg(&self) -> Arc<BufferConfig> {
+        Arc::clone(&self.settings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Locks the state; a panic elsewhere while holding it leaves consistent-enough
     /// counters, so poisoning is ignored rather than spreading the panic.
     pub fn lock(&self) -> MutexGuard<'_, State> {

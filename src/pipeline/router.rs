@@ -134,10 +134,13 @@ impl Outputs {
     /// changed outputs, opening new buffers) happens first; on error nothing changed.
     /// Then changed outputs are swapped in behind their buffers, new ones added, and
     /// removed ones returned for the caller to drain once no routing snapshot uses
-    /// them. Changed buffer settings apply at the next start (logged).
+    /// them. Changed buffer settings are applied to the running buffer, except a
+    /// changed buffer `type` or `flush_thread_count`, which apply at the next start
+    /// (logged).
     pub async fn reconcile(&mut self, config: &Config) -> anyhow::Result<Vec<Arc<OutputHandle>>> {
         let data_dir = &config.server.data_dir;
         let mut swaps = Vec::new();
+        let mut rebuffer = Vec::new();
         let mut opened: Vec<(String, OutputDef, Arc<OutputHandle>)> = Vec::new();
         for (name, def) in &config.outputs {
             match self.by_name.get(name) {
@@ -153,7 +156,7 @@ impl Outputs {
                         }
                     }
                     if old.buffer != def.buffer {
-                        tracing::warn!(output = %name, "buffer settings changed: they apply at the next start (the buffer keeps running as it is)");
+                        rebuffer.push(name.clone());
                     }
                 }
                 None => match open_output(name, def, data_dir).await {
@@ -172,6 +175,21 @@ impl Outputs {
                     old.kind = def.kind.clone();
                 }
                 tracing::info!(output = %name, "output settings changed: new chunks go to the new settings");
+            }
+        }
+        for name in rebuffer {
+            if let (Some((old, handle)), Some(def)) =
+                (self.by_name.get_mut(&name), config.outputs.get(&name))
+            {
+                match handle.buffer.reconfigure(&def.buffer) {
+                    Ok(()) => {
+                        old.buffer = def.buffer.clone();
+                        tracing::info!(output = %name, "buffer settings changed: applied to the running buffer");
+                    }
+                    Err(why) => {
+                        tracing::warn!(output = %name, "buffer settings changed but not applied: {why}; they apply at the next start (the buffer keeps running as it is)")
+                    }
+                }
             }
         }
         for (name, def, handle) in opened {

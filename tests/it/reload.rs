@@ -143,3 +143,39 @@ fn reloads_under_load_lose_and_duplicate_nothing() {
         "the refused config never took effect"
     );
 }
+
+/// Operators tune buffers on a running daemon: a reload that shortens `flush_interval`
+/// applies to the running buffer, chunks already staged under the old hour included.
+#[test]
+fn a_reload_applies_changed_buffer_settings_to_the_running_buffer() {
+    let with_interval = |every: &str| {
+        format!(
+            "{}buffer = {{ flush_interval = \"{every}\" }}\n",
+            config("out")
+        )
+    };
+    let d = TestDaemon::start(&with_interval("1h"));
+    let mut conn = connect(d.addr(0));
+    send(&mut conn, "buffered.test", 1, "one");
+    assert!(
+        !d.dir.join("data/out/buffered.test.jsonl").exists(),
+        "an hour-long flush_interval held the chunk"
+    );
+    std::fs::write(d.dir.join("tidepool.toml"), with_interval("200ms")).expect("write config");
+    let out = reload_cmd(&d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.wait_log("buffer settings changed: applied to the running buffer");
+    assert_eq!(d.wait_records("data/out/buffered.test.jsonl", 1)[0]["n"], 1);
+    // A changed buffer type cannot apply to a running buffer: said, not silently kept.
+    let memory =
+        with_interval("200ms").replace("{ flush_interval", "{ type = \"memory\", flush_interval");
+    std::fs::write(d.dir.join("tidepool.toml"), memory).expect("write config");
+    assert!(reload_cmd(&d).status.success());
+    d.wait_log("they apply at the next start");
+    send(&mut conn, "buffered.test", 2, "two");
+    assert_eq!(d.wait_records("data/out/buffered.test.jsonl", 2)[1]["n"], 2);
+}
