@@ -17,12 +17,15 @@
 //!
 //! # Keeping the connection alive while the pipeline is blocked
 //!
-//! rumqttc sends PINGREQ only from inside `EventLoop::poll` (a keep-alive timer raced
-//! against network reads there), and fails the connection itself when the next ping is
-//! due before the last PINGRESP was read; the broker drops a client it has heard
-//! nothing from for 1.5 × `keep_alive`. So the event loop must be polled even while an
-//! output blocks (buffer full with `overflow_action = "block"`, a sink down for
-//! minutes) and the batcher cannot take messages. The driver therefore never waits on
+//! rumqttc sends PINGREQ only from inside `EventLoop::poll`: in rumqttc 0.25.1
+//! `EventLoop::select` (src/eventloop.rs) races network reads, the request queue and a
+//! `keepalive_timeout` sleep that lives in the event loop, and only that last branch
+//! writes a PINGREQ; `MqttState::outgoing_ping` (src/state.rs) fails the connection
+//! with `AwaitPingResp` when the next ping is due before the last PINGRESP was read.
+//! Acks queued by the acker also leave only from that select. The broker drops a
+//! client it has heard nothing from for 1.5 × `keep_alive`. So the event loop must be
+//! polled even while an output blocks (buffer full with `overflow_action = "block"`, a
+//! sink down for minutes) and the batcher cannot take messages. The driver never waits on
 //! the batcher's channel: what the channel cannot take waits in a [`Backlog`] bounded
 //! by [`BACKLOG_MESSAGES`] and [`BACKLOG_BYTES`], and the driver selects between
 //! polling the event loop and handing that backlog off. Only when the backlog is full
