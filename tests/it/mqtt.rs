@@ -1,7 +1,8 @@
 //! The MQTT input against a real Mosquitto broker started by each test: JSON, msgpack
 //! and raw payloads become routed records, bad payloads are kept and counted, QoS 1
 //! with a persistent session loses nothing across a tidepool crash, TLS with a client
-//! certificate. Skipped (with the reason printed) when Mosquitto is not installed,
+//! certificate, an output blocked for several keep-alive periods costs no reconnect.
+//! Skipped (with the reason printed) when Mosquitto is not installed,
 //! unless `TIDEPOOL_REQUIRE_SERVICES=1`.
 
 use crate::util::*;
