@@ -1,7 +1,8 @@
 //! The MQTT input against a real Mosquitto broker started by each test: JSON, msgpack
 //! and raw payloads become routed records, bad payloads are kept and counted, QoS 1
 //! with a persistent session loses nothing across a tidepool crash, TLS with a client
-//! certificate. Skipped (with the reason printed) when Mosquitto is not installed,
+//! certificate, an output blocked for several keep-alive periods costs no reconnect.
+//! Skipped (with the reason printed) when Mosquitto is not installed,
 //! unless `TIDEPOOL_REQUIRE_SERVICES=1`.
 
 use crate::util::*;
@@ -57,6 +58,16 @@ impl Broker {
 
     /// [`Broker::start`] on a chosen plain port.
     fn start_on(port: u16, tls: Option<&Path>) -> Option<Broker> {
+        Broker::launch(port, tls, 0)
+    }
+
+    /// [`Broker::start`] with Mosquitto's `max_inflight_messages` (QoS 1/2 messages sent
+    /// to a client and not yet acked) set to `inflight`; 0 is no limit.
+    fn start_with_inflight(inflight: u32) -> Option<Broker> {
+        Broker::launch(free_port(), None, inflight)
+    }
+
+    fn launch(port: u16, tls: Option<&Path>, inflight: u32) -> Option<Broker> {
         let Some(bin) = mosquitto_bin() else {
             skip("mosquitto is not installed (apt-get install mosquitto)");
             return None;
@@ -65,7 +76,7 @@ impl Broker {
         let mut conf = format!(
             "per_listener_settings false\nallow_anonymous true\nuser root\n\
              persistence true\npersistence_location {}/\n\
-             max_queued_messages 0\nmax_inflight_messages 0\n\
+             max_queued_messages 0\nmax_inflight_messages {inflight}\n\
              log_dest stderr\nlog_type error\nlog_type warning\n\
              listener {port} 127.0.0.1\n",
             dir.path().display()
@@ -307,11 +318,16 @@ fn seqs(d: &TestDaemon, rel: &str) -> BTreeMap<u64, usize> {
 }
 
 fn numbered(topic: &str, range: std::ops::Range<u64>) -> Vec<(String, Vec<u8>)> {
+    padded(topic, range, 32)
+}
+
+/// Numbered JSON messages with a `pad` string of `pad` bytes each.
+fn padded(topic: &str, range: std::ops::Range<u64>, pad: usize) -> Vec<(String, Vec<u8>)> {
     range
         .map(|seq| {
             json_msg(
                 topic,
-                serde_json::json!({"seq": seq, "pad": "x".repeat(32)}),
+                serde_json::json!({"seq": seq, "pad": "x".repeat(pad)}),
             )
         })
         .collect()
@@ -630,4 +646,122 @@ fn qos2_messages_are_received_once_durable() {
     // Every PUBREC went out after its batch was durable.
     assert_eq!(acks, Some(serde_json::json!(50)), "{status}");
     assert_eq!(seqs(&d, out).len(), 50);
+}
+
+/// The MQTT plugin entry of `/api/status` (the first one).
+fn mqtt_status(d: &TestDaemon) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_str(&get(d.api_addr(), "/api/status")).expect("status JSON");
+    status["plugins"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["type"] == "mqtt"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no mqtt plugin in {status}"))
+}
+
+fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+/// An output blocked for several keep-alive periods must not cost the broker
+/// connection: the source keeps polling rumqttc (pings, PINGRESP reads) while what the
+/// batcher cannot take waits in its bounded backlog, then everything arrives once.
+#[test]
+fn a_blocked_output_does_not_cost_the_broker_connection() {
+    // The broker lets this many QoS 1 messages be in flight (sent, unacked) to tidepool:
+    // more than the batcher's channel holds (1000, `session::MAX_BATCH`) with the
+    // batch stuck in emit, fewer than the channel plus the driver's backlog (another
+    // 1000). A driver that stops polling when the channel is full sends no PINGREQ.
+    const WINDOW: u64 = 1500;
+    const KEEP_ALIVE: Duration = Duration::from_secs(2);
+    let Some(broker) = Broker::start_with_inflight(WINDOW as u32) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `data/blocked` is a file, so the output cannot create its directory: every flush
+    // fails (retryably) and the tiny buffer fills, blocking the MQTT source's emits.
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    std::fs::write(dir.path().join("data/blocked"), b"not a directory").expect("write");
+    let cfg = config(&mqtt_source(
+        broker.port,
+        r#"["stall/#"]"#,
+        &format!(
+            "client_id = \"tidepool-stall-test\"\nkeep_alive = \"{}s\"",
+            KEEP_ALIVE.as_secs()
+        ),
+    ))
+    .replace(
+        "path = \"out/${tag}.jsonl\"",
+        "path = \"blocked/${tag}.jsonl\"\n\
+         buffer = { type = \"file\", flush_interval = \"100ms\", retry_wait = \"100ms\", \
+         retry_max_interval = \"500ms\", total_limit_size = \"128KiB\", \
+         chunk_limit_size = \"16KiB\", overflow_action = \"block\" }",
+    );
+    let d = TestDaemon::start_in(dir.path(), &cfg);
+    d.wait_log("subscribed to stall/# (qos 1)");
+
+    // 1 KiB messages fill the 128 KiB buffer in two waves of 80 (a batch bigger than
+    // the whole buffer would be refused, not blocked): the first is stored and acked,
+    // the second overflows and its batch waits in emit. The largest batch later (1000
+    // small messages, ≈ 70 KiB) fits too.
+    const WAVE: u64 = 80;
+    const FILL: u64 = 2 * WAVE;
+    publish(
+        broker.port,
+        QoS::AtLeastOnce,
+        &padded("stall/x", 0..WAVE, 1000),
+    );
+    wait_for("the first wave stored and acked", || {
+        (count(&mqtt_status(&d), "acks") == WAVE).then_some(())
+    });
+    publish(
+        broker.port,
+        QoS::AtLeastOnce,
+        &padded("stall/x", WAVE..FILL, 1000),
+    );
+    d.wait_log("buffer full");
+    // More than the window: the broker sends WINDOW unacked ones and queues the rest.
+    const FLOOD: u64 = 3000;
+    publish(
+        broker.port,
+        QoS::AtLeastOnce,
+        &numbered("stall/x", FILL..FILL + FLOOD),
+    );
+
+    // The stall under test: several keep-alive periods, well past the broker's 1.5 ×
+    // keep_alive grace, with the output still down.
+    std::thread::sleep(KEEP_ALIVE * 4);
+    let stalled = mqtt_status(&d);
+    assert!(
+        d.lines("data/blocked/mqtt.stall.x.jsonl").is_empty(),
+        "the output was down"
+    );
+
+    std::fs::remove_file(dir.path().join("data/blocked")).expect("unblock");
+    let out = "data/blocked/mqtt.stall.x.jsonl";
+    let seen = wait_for("every message after the stall", || {
+        let s = seqs(&d, out);
+        (s.len() as u64 == FILL + FLOOD).then_some(s)
+    });
+
+    let log = d.stderr();
+    let status = mqtt_status(&d);
+    assert_eq!(
+        count(&status, "connects"),
+        1,
+        "the broker dropped tidepool during the stall: {status}\n{log}"
+    );
+    assert!(!log.contains("lost its connection"), "{log}");
+    let dups: Vec<_> = seen.iter().filter(|(_, c)| **c != 1).collect();
+    assert!(dups.is_empty(), "delivered more than once: {dups:?}");
+    // The stall really held more than the channel: tidepool read the broker's whole
+    // window (received minus acked) and kept the connection.
+    let held = count(&stalled, "messages").saturating_sub(count(&stalled, "acks"));
+    assert_eq!(
+        held, WINDOW,
+        "received but unacked during the stall: {stalled}"
+    );
+    wait_for("every message acked", || {
+        (count(&mqtt_status(&d), "acks") == FILL + FLOOD).then_some(())
+    });
 }

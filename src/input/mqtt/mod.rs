@@ -9,9 +9,12 @@
 //!
 //! - `tag`: topic → tag, pure; `payload` and `json`: payload → entry bytes, pure.
 //! - `options`: client id, session, credentials, TLS (rustls with ring).
-//! - `session`: the connection loop: batches, acks, reconnects.
+//! - `session`: the connection loop: batches, acks, reconnects, keep-alive while the
+//!   pipeline is blocked.
+//! - `backlog`: the bounded hand-off queue that lets the connection loop keep polling.
 //! - [`MqttSources`]: the running sources of a daemon, reconciled on reload.
 
+mod backlog;
 mod json;
 mod options;
 mod payload;

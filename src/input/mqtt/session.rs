@@ -14,7 +14,39 @@
 //! broker sends unacked messages again, and a stale packet id must never ack a
 //! different message. The acker never waits on rumqttc's request queue (it keeps its
 //! own backlog), so a full queue cannot deadlock the driver that drains it.
+//!
+//! # Keeping the connection alive while the pipeline is blocked
+//!
+//! rumqttc sends PINGREQ only from inside `EventLoop::poll`: in rumqttc 0.25.1
+//! `EventLoop::select` (src/eventloop.rs) races network reads, the request queue and a
+//! `keepalive_timeout` sleep that lives in the event loop, and only that last branch
+//! writes a PINGREQ; `MqttState::outgoing_ping` (src/state.rs) fails the connection
+//! with `AwaitPingResp` when the next ping is due before the last PINGRESP was read.
+//! Acks queued by the acker also leave only from that select. The broker drops a
+//! client it has heard nothing from for 1.5 × `keep_alive`. So the event loop must be
+//! polled even while an output blocks (buffer full with `overflow_action = "block"`, a
+//! sink down for minutes) and the batcher cannot take messages. The driver never waits on
+//! the batcher's channel: what the channel cannot take waits in a [`Backlog`] bounded
+//! by [`BACKLOG_MESSAGES`] and [`BACKLOG_BYTES`], and the driver selects between
+//! polling the event loop and handing that backlog off. Only when the backlog is full
+//! does it stop polling, and that stop is the backpressure: unread TCP data stalls the
+//! broker as before.
+//!
+//! With QoS 1/2 the broker's in-flight window bounds what arrives unacked (Mosquitto's
+//! `max_inflight_messages`, 20 by default; EMQX 32; the acks come only after
+//! durability), so while the pipeline is blocked the channel plus the backlog never
+//! fill and pings keep flowing for as long as the stall lasts. A broker with a window
+//! larger than [`MAX_BATCH`] + [`BACKLOG_MESSAGES`] (e.g. `max_inflight_messages 0`,
+//! unlimited), or a QoS 0 flood, can still fill both: then reading stops, pings stop,
+//! and a stall longer than 1.5 × `keep_alive` costs a reconnect, after which the broker
+//! sends the unacked messages again (duplicates, never a loss).
+//!
+//! The poll future owns the event loop and lives across loop turns: it is never dropped
+//! half-way because a hand-off became possible. rumqttc mutates its state before
+//! writing (`handle_outgoing_packet`, then `network.write(..).await`), so a poll
+//! cancelled between the two could lose a PUBACK or a PINGREQ it already counted.
 
+use super::backlog::{Backlog, Received};
 use super::{BadPayloadLog, Source};
 use crate::event::{Batch, EventTime, Signal};
 use crate::pipeline::Delivery;
@@ -27,13 +59,22 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, ReusableBoxFuture};
 
 /// Most messages in one emit; more waiting go in the next one.
 pub const MAX_BATCH: usize = 1000;
 
 /// Most payload bytes in one emit (a single bigger message still goes alone).
 const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Most messages the driver holds beyond the batcher's channel (itself [`MAX_BATCH`]
+/// deep) before it stops reading from the broker: one more batch's worth, so a
+/// broker's in-flight window up to twice [`MAX_BATCH`] never stops the keep-alive.
+const BACKLOG_MESSAGES: usize = MAX_BATCH;
+
+/// Most payload bytes the driver holds beyond the batcher's channel before it stops
+/// reading from the broker (a single bigger message is still read).
+const BACKLOG_BYTES: usize = MAX_BATCH_BYTES;
 
 /// Emitted batches whose acks are still owed; more stall the batcher (backpressure
 /// reaches the broker as unread TCP data).
@@ -53,12 +94,6 @@ pub(super) enum Ended {
     /// The pipeline refused a batch or a delivery failed: nothing after it was acked,
     /// the broker will send it again on the next connection.
     Failed(String),
-}
-
-/// A message on its way to the batcher.
-struct Received {
-    publish: Publish,
-    generation: u64,
 }
 
 /// A QoS 1/2 message to ack once its batch is durable.
@@ -139,7 +174,7 @@ pub(super) async fn run(src: Source, stop: CancellationToken) {
 
 /// One client and event loop, from connect to DISCONNECT.
 async fn session(src: &Source, stop: &CancellationToken) -> Ended {
-    let (client, mut eventloop) = AsyncClient::new(src.options.clone(), REQUEST_CAPACITY);
+    let (client, eventloop) = AsyncClient::new(src.options.clone(), REQUEST_CAPACITY);
     let generation = AtomicU64::new(0);
     let halt = stop.child_token();
     let finished = CancellationToken::new();
@@ -150,7 +185,7 @@ async fn session(src: &Source, stop: &CancellationToken) -> Ended {
     let driver = async {
         drive(
             src,
-            &mut eventloop,
+            eventloop,
             &client,
             msg_tx,
             &generation,
@@ -185,11 +220,40 @@ async fn session(src: &Source, stop: &CancellationToken) -> Ended {
     }
 }
 
+/// One turn of the event loop, owning it so the turn can outlive a `select!` round
+/// (see the module doc: a poll must not be dropped half-way).
+async fn next_event(mut eventloop: EventLoop) -> (EventLoop, Result<Event, ConnectionError>) {
+    let event = eventloop.poll().await;
+    (eventloop, event)
+}
+
+/// Resolves once the batcher's channel has room (true) or the batcher is gone (false).
+async fn room(tx: Option<&mpsc::Sender<Received>>) -> bool {
+    match tx {
+        // The permit is dropped at once: the driver is the only sender, so the room
+        // stays for the `try_send` that follows.
+        Some(tx) => tx.reserve().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// What woke the driver.
+enum Step {
+    /// The batcher's channel has room (true) or is closed (false).
+    Room(bool),
+    /// The event loop yielded (and the next turn is set up).
+    Polled(Result<Event, ConnectionError>),
+    /// The reconnect backoff is over.
+    Retry,
+}
+
 /// Polls the event loop: connects, subscribes, hands messages on, reconnects with
 /// backoff, until the acker is done and DISCONNECT went out (or the connection is down).
+/// It keeps polling while the batcher cannot take messages, as long as its [`Backlog`]
+/// has room (see the module doc).
 async fn drive(
     src: &Source,
-    eventloop: &mut EventLoop,
+    eventloop: EventLoop,
     client: &AsyncClient,
     msgs: mpsc::Sender<Received>,
     generation: &AtomicU64,
@@ -205,12 +269,49 @@ async fn drive(
     let mut last_error: Option<String> = None;
     let mut pause = Backoff::new(src.config.reconnect_delay, src.config.reconnect_max_delay);
     let mut forward = Some(msgs);
+    let mut backlog = Backlog::new(BACKLOG_MESSAGES, BACKLOG_BYTES);
+    let mut polling = ReusableBoxFuture::new(next_event(eventloop));
+    let backoff = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(backoff);
+    let mut waiting = false;
+    let mut reading = true;
     loop {
-        let polled = tokio::select! {
+        let step = tokio::select! {
             biased;
             _ = abandon.cancelled() => break,
             _ = finished.cancelled(), if !connected => break,
-            ev = eventloop.poll() => ev,
+            open = room(forward.as_ref()), if !backlog.is_empty() => Step::Room(open),
+            _ = &mut backoff, if waiting => Step::Retry,
+            (el, ev) = &mut polling, if !waiting && backlog.has_room() => {
+                polling.set(next_event(el));
+                Step::Polled(ev)
+            }
+        };
+        let polled = match step {
+            Step::Room(open) => {
+                let gone = match (&forward, open) {
+                    (Some(tx), true) => backlog.flush(tx).is_err(),
+                    _ => true,
+                };
+                if gone {
+                    // The batcher stopped: what waits now is not acked and comes again
+                    // on the next connection.
+                    backlog.clear();
+                    forward = None;
+                }
+                if !reading && backlog.has_room() {
+                    reading = true;
+                    tracing::debug!(
+                        "source #{n} (mqtt): the pipeline took messages again; reading from {broker} again"
+                    );
+                }
+                continue;
+            }
+            Step::Retry => {
+                waiting = false;
+                continue;
+            }
+            Step::Polled(ev) => ev,
         };
         match polled {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
@@ -254,14 +355,21 @@ async fn drive(
                     .bytes
                     .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
                 if let Some(tx) = &forward {
-                    let r = Received {
+                    backlog.push(Received {
                         publish,
                         generation: generation.load(Ordering::Relaxed),
-                    };
-                    if tx.send(r).await.is_err() {
+                    });
+                    if backlog.flush(tx).is_err() {
                         // The batcher stopped: what arrives now is not acked and comes
                         // again on the next connection.
                         forward = None;
+                    } else if !backlog.has_room() {
+                        reading = false;
+                        tracing::debug!(
+                            "source #{n} (mqtt): the pipeline is blocked and {} messages ({} bytes) wait; not reading from {broker} until it takes some",
+                            backlog.len(),
+                            backlog.bytes()
+                        );
                     }
                 }
             }
@@ -292,11 +400,10 @@ async fn drive(
                     tracing::debug!("source #{n} (mqtt) still cannot connect to {broker}: {text}");
                 }
                 last_error = Some(text);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = finished.cancelled() => break,
-                    _ = abandon.cancelled() => break,
-                }
+                // The wait is a branch of the loop's select, so the backlog is still
+                // handed off meanwhile; `finished` and `abandon` end it too.
+                backoff.as_mut().reset(tokio::time::Instant::now() + wait);
+                waiting = true;
             }
         }
     }
