@@ -211,14 +211,15 @@ fn explain(e: &io::Error, host: &str, anchors: &Anchors) -> PgTlsError {
     PgTlsError(match rustls_error {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
-                "the certificate of PostgreSQL server {host} is not signed by {anchors} ({c}); \
-                 set tls.ca to the PEM file of the CA that signed the server's ssl_cert_file"
+                "the certificate of PostgreSQL server {host} is refused ({c}): it is not signed \
+                 by {anchors}; set tls.ca to the PEM file of the CA that signed the server's \
+                 ssl_cert_file"
             ),
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!(
-                    "the certificate of PostgreSQL server {host} does not name it ({c}); connect \
-                     by a name the certificate carries, or set tls.verify = \"ca\" to check the \
-                     chain only"
+                    "the certificate of PostgreSQL server {host} is refused ({c}): it does not \
+                     name the host; put a name it carries in the url, or set tls.verify = \"ca\" \
+                     to check the chain only"
                 )
             }
             other => format!("the certificate of PostgreSQL server {host} is refused: {other}"),
