@@ -374,6 +374,123 @@ mod tests {
     }
 
     #[test]
+    fn postgres_tls_settings() {
+        use crate::config::{PgTlsConfig, PgVerify, StoreBackendConfig};
+        let pg = "backend = \"postgres\"\nurl = \"postgres://u:secret@db.example/tp\"\n";
+        let tls_of = |body: &str| match store(
+            &parse(&format!("{pg}{body}")).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .backend
+        {
+            StoreBackendConfig::Postgres { tls, .. } => tls,
+            other => panic!("not postgres: {other:?}"),
+        };
+        assert_eq!(tls_of(""), None);
+        let full = tls_of("tls = { ca = \"pg-ca.pem\" }").expect("tls");
+        assert_eq!(
+            full,
+            PgTlsConfig {
+                ca: Some("pg-ca.pem".into()),
+                cert: None,
+                key: None,
+                passphrase: None,
+                verify: PgVerify::Full,
+            }
+        );
+        let client = tls_of(
+            "tls = { ca = \"ca.pem\", cert = \"c.pem\", key = \"k.pem\", passphrase = \"pw-secret\", verify = \"ca\" }",
+        )
+        .expect("tls");
+        assert_eq!(
+            (client.verify, client.cert, client.passphrase.as_deref()),
+            (PgVerify::Ca, Some("c.pem".into()), Some("pw-secret"))
+        );
+        let shown = format!("{:?}", store(&parse(&format!("{pg}tls = {{ ca = \"ca.pem\", cert = \"c.pem\", key = \"k.pem\", passphrase = \"pw-secret\" }}")).unwrap_or_else(|e| panic!("{e}"))));
+        assert!(
+            !shown.contains("pw-secret") && !shown.contains("secret@"),
+            "Debug hides the passphrase and the URL: {shown}"
+        );
+        assert_eq!(
+            tls_of("tls = { verify = \"verify-full\" }").map(|t| t.verify),
+            Some(PgVerify::Full)
+        );
+        assert_eq!(
+            tls_of("tls = { verify = \"none\" }").map(|t| (t.verify, t.ca)),
+            Some((PgVerify::None, None))
+        );
+        let sslmode = parse(
+            "backend = \"postgres\"\nurl = \"postgres://u@h/tp?sslmode=require\"\ntls = { ca = \"ca.pem\" }",
+        );
+        assert!(sslmode.is_ok(), "{sslmode:?}");
+    }
+
+    #[test]
+    fn bad_postgres_tls_settings_are_located_errors() {
+        let pg = "backend = \"postgres\"\nurl = \"postgres://u@db.example/tp\"\n";
+        for (body, needle, what) in [
+            (
+                "tls = { ca = \"ca.pem\" }",
+                "t.toml:3",
+                "only used with backend = \"postgres\"",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://u@h/tp?sslmode=disable\"\ntls = { ca = \"ca.pem\" }",
+                "t.toml:5",
+                "sslmode=disable",
+            ),
+            (
+                &format!("{pg}tls = {{ cert = \"c.pem\" }}"),
+                "output.s.tls.cert",
+                "needs `key`",
+            ),
+            (
+                &format!("{pg}tls = {{ key = \"k.pem\" }}"),
+                "output.s.tls.key",
+                "needs `cert`",
+            ),
+            (
+                &format!("{pg}tls = {{ passphrase = \"x\" }}"),
+                "output.s.tls.passphrase",
+                "not set",
+            ),
+            (
+                &format!("{pg}tls = {{ verify = \"maybe\" }}"),
+                "output.s.tls.verify",
+                "\"maybe\"",
+            ),
+            (
+                &format!("{pg}tls = {{ verify = \"ca\" }}"),
+                "output.s.tls.verify",
+                "needs ca",
+            ),
+            (
+                &format!("{pg}tls = {{ verify = \"none\", ca = \"ca.pem\" }}"),
+                "output.s.tls.ca",
+                "not used with verify = \"none\"",
+            ),
+            (
+                &format!("{pg}tls = {{ ca = \"\" }}"),
+                "output.s.tls.ca",
+                "empty",
+            ),
+            (
+                &format!("{pg}tls = {{ sslrootcert = \"ca.pem\" }}"),
+                "sslrootcert",
+                "",
+            ),
+        ] {
+            let e = parse(body)
+                .err()
+                .unwrap_or_else(|| panic!("{body} accepted"));
+            assert!(e.contains(needle) && e.contains(what), "{body}: {e}");
+        }
+        let e = parse(&format!("{pg}tls = {{ verify = \"ca\" }}"))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("t.toml:5"), "{e}");
+    }
+
+    #[test]
     fn the_postgres_example_parses() {
         let text = include_str!("../../../conf/examples/postgres-store.toml");
         let c = Config::parse(text, "postgres-store.toml").unwrap_or_else(|e| panic!("{e}"));

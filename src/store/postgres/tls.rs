@@ -23,6 +23,9 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
+#[cfg(test)]
+mod tests;
+
 /// What the server's certificate chain must lead to, for messages.
 #[derive(Clone, Debug)]
 enum Anchors {
