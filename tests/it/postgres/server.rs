@@ -38,6 +38,9 @@ pub struct ServerTls {
     pub key_pem: String,
     /// The whole `pg_hba.conf`; it must keep `local all all trust` for the harness.
     pub hba: String,
+    /// PEM of `ssl_ca_file`: the CA client certificates must lead to (for `cert`
+    /// authentication and `clientcert=`).
+    pub client_ca_pem: String,
 }
 
 /// The server shared by the tests of this binary run; None when skipped.
@@ -134,6 +137,8 @@ impl PgServer {
             // Written before the chown below, so they belong to the server's user:
             // postgres refuses a key that is not 0600 or not its own (or root's).
             std::fs::write(root.join("server.crt"), &tls.cert_pem).expect("write server.crt");
+            std::fs::write(root.join("client-ca.crt"), &tls.client_ca_pem)
+                .expect("write client-ca.crt");
             let key = root.join("server.key");
             std::fs::write(&key, &tls.key_pem).expect("write server.key");
             use std::os::unix::fs::PermissionsExt as _;
@@ -196,7 +201,7 @@ impl PgServer {
         // server also takes its files with it.
         let clean = if self.owned { ":" } else { "rm -rf \"$ROOT\"" };
         let ssl = if self.ssl {
-            r#" -c ssl=on -c ssl_cert_file="$ROOT/server.crt" -c ssl_key_file="$ROOT/server.key""#
+            r#" -c ssl=on -c ssl_cert_file="$ROOT/server.crt" -c ssl_key_file="$ROOT/server.key" -c ssl_ca_file="$ROOT/client-ca.crt""#
         } else {
             ""
         };

@@ -3,11 +3,13 @@
 //! and whose certificate a CA made here signed for `localhost` and `127.0.0.1`.
 //!
 //! Proven: with `tls.ca`, rows land and queries run, over TLS (`pg_stat_ssl`), with
-//! SCRAM channel binding; a server certificate from another CA, one that does not
-//! name the host (under `verify = "full"`), or the public CAs without `tls.ca`, are
-//! refused with a message that says what to change, and nothing is stored while the
-//! chunk waits in the buffer; `verify = "ca"` accepts the other name, `verify =
-//! "none"` anything (warned about); `sslmode=disable` is refused by the server.
+//! SCRAM channel binding, and with a client certificate where the server's `cert`
+//! authentication requires one. A server certificate from another CA, one that does
+//! not name the host (under `verify = "full"`), or the public CAs without `tls.ca`,
+//! are refused with a message that says what to change, and nothing is stored while
+//! the chunk waits in the buffer (a reload with the right CA delivers it). `verify =
+//! "ca"` accepts the other name, `verify = "none"` anything (warned about);
+//! `sslmode=disable` is refused by the server.
 
 use super::server::{PgServer, ServerTls, block_on};
 use super::*;
@@ -17,6 +19,9 @@ use tidepool::config::{PgTlsConfig, PgVerify};
 /// The role that logs in with SCRAM (channel binding needs a password exchange).
 const SCRAM_USER: &str = "tp_scram";
 const SCRAM_PASSWORD: &str = "scram-secret-1";
+/// The role that logs in with a client certificate (`cert` authentication: the
+/// certificate's CN is the user name).
+const CERT_USER: &str = "tp_cert";
 
 /// A CA made for these tests.
 struct Ca {
@@ -41,6 +46,19 @@ impl Ca {
         Ca { params, key, pem }
     }
 
+    /// A client certificate whose CN is `user`, and its key, PEM.
+    fn client(&self, user: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, user);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A server certificate for `localhost` and `127.0.0.1` and its key, PEM.
     fn server(&self) -> (String, String) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
@@ -57,10 +75,12 @@ impl Ca {
     }
 }
 
-/// The TLS server of this run and the PEM of the CA that signed its certificate.
+/// The TLS server of this run, the PEM of the CA that signed its certificate, and
+/// a client certificate and key (PEM) for [`CERT_USER`] from the same CA.
 struct TlsServer {
     pg: PgServer,
     ca_pem: String,
+    client: (String, String),
 }
 
 /// The TLS server shared by these tests; None when PostgreSQL is not installed.
@@ -73,6 +93,7 @@ fn shared() -> Option<&'static TlsServer> {
             let hba = format!(
                 "local all all trust\n\
                  hostssl all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
                  hostssl all all 127.0.0.1/32 trust\n\
                  hostnossl all all 127.0.0.1/32 reject\n"
             );
@@ -82,6 +103,7 @@ fn shared() -> Option<&'static TlsServer> {
                     cert_pem,
                     key_pem,
                     hba,
+                    client_ca_pem: ca.pem.clone(),
                 },
             )?;
             block_on(async {
@@ -92,12 +114,17 @@ fn shared() -> Option<&'static TlsServer> {
                 tokio::spawn(conn);
                 client
                     .batch_execute(&format!(
-                        "CREATE ROLE {SCRAM_USER} LOGIN SUPERUSER PASSWORD '{SCRAM_PASSWORD}'"
+                        "CREATE ROLE {SCRAM_USER} LOGIN SUPERUSER PASSWORD '{SCRAM_PASSWORD}'; \
+                         CREATE ROLE {CERT_USER} LOGIN SUPERUSER"
                     ))
                     .await
-                    .expect("create the SCRAM role");
+                    .expect("create the SCRAM and certificate roles");
             });
-            Some(TlsServer { pg, ca_pem: ca.pem })
+            Some(TlsServer {
+                pg,
+                client: ca.client(CERT_USER),
+                ca_pem: ca.pem,
+            })
         })
         .as_ref()
 }
@@ -198,6 +225,22 @@ fn with_the_ca_rows_land_over_tls_and_queries_answer() {
         s.pg.port
     );
     let tmp = tempfile::tempdir().expect("tempdir");
+    // `tidepool check` reads the files: first a CA file that is not there.
+    std::fs::write(
+        tmp.path().join("tidepool.toml"),
+        pg_config("tls = { ca = \"pg-ca.pem\" }"),
+    )
+    .expect("config");
+    let check = tidepool_cmd(tmp.path())
+        .env("TIDEPOOL_PG_URL", &url)
+        .args(["-c", "tidepool.toml", "check"])
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success() && err.contains("tls.ca") && err.contains("pg-ca.pem"),
+        "{err}"
+    );
     pem_file(tmp.path(), "pg-ca.pem", &s.ca_pem);
     let config = pg_config("retention = false\ntls = { ca = \"pg-ca.pem\" }");
     std::fs::write(tmp.path().join("tidepool.toml"), &config).expect("config");
@@ -271,6 +314,45 @@ fn with_the_ca_rows_land_over_tls_and_queries_answer() {
             open.iter().any(|(user, ssl, _)| user == SCRAM_USER && *ssl),
             "{open:?}"
         );
+    });
+}
+
+#[test]
+fn a_client_certificate_logs_in_where_the_server_requires_one() {
+    let Some(s) = shared() else {
+        return;
+    };
+    database(s, "tp_tls_cert");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = pem_file(tmp.path(), "ca.pem", &s.ca_pem);
+    let cert = pem_file(tmp.path(), "client.pem", &s.client.0);
+    let key = pem_file(tmp.path(), "client.key", &s.client.1);
+    let url = format!("postgres://{CERT_USER}@127.0.0.1:{}/tp_tls_cert", s.pg.port);
+    let with_cert = PgTlsConfig {
+        cert: Some(cert),
+        key: Some(key),
+        ..tls(Some(ca.clone()), PgVerify::Full)
+    };
+    let store = PgStore::with_tls(&url, Some(&with_cert)).expect("store");
+    let without = PgStore::with_tls(&url, Some(&tls(Some(ca), PgVerify::Full))).expect("store");
+    block_on(async {
+        let r = without
+            .write_chunk("cert_db", "t", ChunkId([1; 16]), &one_row(1))
+            .await;
+        let text = format!("{r:?}");
+        assert!(
+            text.contains("requires a valid client certificate"),
+            "{text}"
+        );
+        let r = store
+            .write_chunk("cert_db", "t", ChunkId([2; 16]), &one_row(2))
+            .await;
+        assert!(r.is_ok(), "{r:?}\n{}", s.pg.log());
+        assert_eq!(
+            scalar(&store, "cert_db", "select session_user").await,
+            CERT_USER
+        );
+        assert_eq!(scalar(&store, "cert_db", "select sum(n) from t").await, 2);
     });
 }
 
