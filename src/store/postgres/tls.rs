@@ -7,7 +7,7 @@
 //! never skipped because a file is missing.
 
 use crate::config::{PgTlsConfig, PgVerify};
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -78,6 +78,11 @@ impl PgTls {
             PgVerify::Full | PgVerify::Ca => {
                 let (roots, anchors) = match ca {
                     Some(path) => (roots_from(&path)?, Anchors::File(path)),
+                    // Chain-only against every public CA would take any public
+                    // certificate; the config refuses it too.
+                    None if verify == PgVerify::Ca => {
+                        bail!("tls.verify = \"ca\" needs tls.ca (the CA file of your server)")
+                    }
                     None => (
                         rustls::RootCertStore {
                             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -100,15 +105,16 @@ impl PgTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let config = match tls.map(|t| (&t.cert, &t.key, t.passphrase.as_deref())) {
-            Some((Some(cert), Some(key), passphrase)) => {
-                let chain = crate::tls::cert_chain(cert).map_err(|e| anyhow!("tls.cert: {e:#}"))?;
-                let key = crate::tls::private_key(key, passphrase)
+            Some((Some(cert_path), Some(key_path), passphrase)) => {
+                let chain =
+                    crate::tls::cert_chain(cert_path).map_err(|e| anyhow!("tls.cert: {e:#}"))?;
+                let key = crate::tls::private_key(key_path, passphrase)
                     .map_err(|e| anyhow!("tls.key: {e:#}"))?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
                     anyhow!(
                         "tls.cert {} and tls.key {} do not make a client certificate: {e}",
-                        cert.display(),
-                        key_path(tls).display()
+                        cert_path.display(),
+                        key_path.display()
                     )
                 })?
             }
@@ -127,11 +133,6 @@ impl PgTls {
             a => format!("server certificate must lead to {a}"),
         }
     }
-}
-
-/// `tls.key`'s path, for a message about it.
-fn key_path(tls: Option<&PgTlsConfig>) -> PathBuf {
-    tls.and_then(|t| t.key.clone()).unwrap_or_default()
 }
 
 /// Every certificate of the `tls.ca` PEM bundle as a trust anchor.

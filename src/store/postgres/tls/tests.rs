@@ -224,4 +224,8 @@ fn files_that_do_not_load_are_named() {
         .expect_err("refused")
         .to_string();
     assert!(e.contains("tls.key") && e.contains("no-key.pem"), "{e}");
+    let e = PgTls::new(Some(&tls(None, PgVerify::Ca)))
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("needs tls.ca"), "{e}");
 }
