@@ -276,7 +276,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 QueryFormat::Table
             };
             let client = query_client(&config, &args)?;
-            let out = match (client, postgres_url(&config)) {
+            let out = match (client, postgres_backend(&config)) {
                 (Some(client), _) => {
                     let db = args
                         .database
@@ -285,12 +285,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     let result = runtime.block_on(client.query(db, &args.sql))?;
                     tidepool::store::cli::render(&result, format)?
                 }
-                (None, Some(url)) => runtime.block_on(tidepool::store::cli::run_query_postgres(
-                    &url,
-                    args.database.as_deref(),
-                    &args.sql,
-                    format,
-                ))?,
+                (None, Some((url, tls))) => {
+                    runtime.block_on(tidepool::store::cli::run_query_postgres(
+                        &url,
+                        tls.as_ref(),
+                        args.database.as_deref(),
+                        &args.sql,
+                        format,
+                    ))?
+                }
                 (None, None) => tidepool::store::cli::run_query(
                     &config.server.data_dir,
                     args.database.as_deref(),
@@ -321,10 +324,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .context("no store output with a retention in the config: pass --older-than")?,
             };
-            let summary = match postgres_url(&config) {
-                Some(url) => {
-                    runtime.block_on(tidepool::store::cli::purge_postgres(&url, retention))?
-                }
+            let summary = match postgres_backend(&config) {
+                Some((url, tls)) => runtime.block_on(tidepool::store::cli::purge_postgres(
+                    &url,
+                    tls.as_ref(),
+                    retention,
+                ))?,
                 None => tidepool::store::cli::purge(&config.server.data_dir, retention)?,
             };
             print!("{summary}");
@@ -347,16 +352,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The PostgreSQL URL of the config's first store output (the one the daemon's API
-/// serves), when that output uses `backend = "postgres"`.
-fn postgres_url(config: &tidepool::config::Config) -> Option<String> {
+/// The PostgreSQL URL and TLS settings of the config's first store output (the one
+/// the daemon's API serves), when that output uses `backend = "postgres"`.
+fn postgres_backend(
+    config: &tidepool::config::Config,
+) -> Option<(String, Option<tidepool::config::PgTlsConfig>)> {
     use tidepool::config::{OutputConfig, StoreBackendConfig};
     let store = config.outputs.values().find_map(|d| match &d.kind {
         OutputConfig::Store(s) => Some(s),
         _ => None,
     })?;
     match &store.backend {
-        StoreBackendConfig::Postgres { url } => Some(url.clone()),
+        StoreBackendConfig::Postgres { url, tls } => Some((url.clone(), tls.clone())),
         StoreBackendConfig::Sqlite => None,
     }
 }

@@ -434,6 +434,10 @@ pub enum StoreBackendConfig {
         /// The connection URL after `${VAR}` substitution; it may hold a password, so
         /// `Debug` never shows it.
         url: String,
+        /// `tls = { ... }`: how the server's certificate is checked and the client
+        /// certificate, if any. None = TLS as the URL's `sslmode` says (default
+        /// `prefer`), checked against the public CAs.
+        tls: Option<PgTlsConfig>,
     },
 }
 
@@ -441,9 +445,59 @@ impl std::fmt::Debug for StoreBackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreBackendConfig::Sqlite => f.write_str("Sqlite"),
-            StoreBackendConfig::Postgres { .. } => f.write_str("Postgres { url: <hidden> }"),
+            StoreBackendConfig::Postgres { tls, .. } => {
+                write!(f, "Postgres {{ url: <hidden>, tls: {tls:?} }}")
+            }
         }
     }
+}
+
+/// `tls = { ca, cert, key, passphrase, verify }` of a PostgreSQL store: libpq's
+/// `sslrootcert` / `sslcert` / `sslkey` and `sslmode=verify-ca|verify-full`, which
+/// tokio-postgres does not parse from the URL. With it, TLS is required (a URL with
+/// `sslmode=disable` is refused).
+#[derive(Clone, PartialEq)]
+pub struct PgTlsConfig {
+    /// PEM bundle of the CA(s) the server's certificate must lead to; None = the
+    /// public CAs built into tidepool (webpki-roots).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain, for servers with `clientcert=verify-ca|verify-full`
+    /// or `cert` authentication; with `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (PKCS#8, PKCS#1, SEC1, or encrypted PKCS#8).
+    pub key: Option<PathBuf>,
+    /// Passphrase of an encrypted `key`; `Debug` never shows it.
+    pub passphrase: Option<String>,
+    /// How much of the server's certificate is checked (default full).
+    pub verify: PgVerify,
+}
+
+impl std::fmt::Debug for PgTlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTlsConfig")
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<hidden>"))
+            .field("verify", &self.verify)
+            .finish()
+    }
+}
+
+/// `tls.verify` of a PostgreSQL store: libpq's `verify-full`, `verify-ca`, or no
+/// check at all (`require`), which must be asked for by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PgVerify {
+    /// `"full"`: the chain leads to a trusted CA and the certificate names the host
+    /// dialled (libpq `verify-full`).
+    #[default]
+    Full,
+    /// `"ca"`: the chain leads to `tls.ca`; the name is not checked (libpq
+    /// `verify-ca`), for servers reached by a name their certificate lacks.
+    Ca,
+    /// `"none"`: encrypted, but anyone on the path can pose as the server (libpq
+    /// `require`); warned about at every start.
+    None,
 }
 
 /// `[api]`: the HTTP API.

@@ -443,6 +443,18 @@ pub struct StoreOutputRaw {
     pub database: Option<Spanned<String>>,
     pub table: Option<Spanned<String>>,
     pub retention: Option<Spanned<Scalar>>,
+    pub tls: Option<Spanned<PgTlsRaw>>,
+}
+
+/// `tls = { ... }` of a PostgreSQL store output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgTlsRaw {
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub passphrase: Option<Spanned<String>>,
+    pub verify: Option<Spanned<String>>,
 }
 
 /// `[api]`.

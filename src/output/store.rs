@@ -51,8 +51,9 @@ impl StoreOutput {
             StoreBackendConfig::Sqlite => StoreBackend::Sqlite(
                 Store::open(&config.dir).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
             ),
-            StoreBackendConfig::Postgres { url } => StoreBackend::Postgres(
-                PgStore::new(url).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
+            StoreBackendConfig::Postgres { url, tls } => StoreBackend::Postgres(
+                PgStore::with_tls(url, tls.as_ref())
+                    .map_err(|e| anyhow::anyhow!("output {name}: {e:#}"))?,
             ),
         };
         let purger = match (config.retention, tokio::runtime::Handle::try_current()) {

@@ -4,6 +4,7 @@
 
 use super::names::DEFAULT_DATABASE;
 use super::query::{Limits, QueryResult};
+use crate::config::PgTlsConfig;
 use std::path::Path;
 use std::time::Duration;
 
@@ -33,15 +34,17 @@ pub fn run_query(
     render(&result, format)
 }
 
-/// Runs one read-only statement on the PostgreSQL store at `url` (database `default`
-/// when `db` is None) and renders the answer.
+/// Runs one read-only statement on the PostgreSQL store at `url` (its certificate
+/// checked as the output's `tls` says; database `default` when `db` is None) and
+/// renders the answer.
 pub async fn run_query_postgres(
     url: &str,
+    tls: Option<&PgTlsConfig>,
     db: Option<&str>,
     sql: &str,
     format: QueryFormat,
 ) -> anyhow::Result<String> {
-    let store = super::postgres::PgStore::new(url)?;
+    let store = super::postgres::PgStore::with_tls(url, tls)?;
     let db = db.unwrap_or(DEFAULT_DATABASE);
     let result = store.query(db, sql, Limits::default()).await?;
     render(&result, format)
@@ -61,9 +64,13 @@ pub fn render(result: &QueryResult, format: QueryFormat) -> anyhow::Result<Strin
 }
 
 /// Deletes rows older than `retention` from every database of the PostgreSQL store
-/// at `url`; returns a one-line summary.
-pub async fn purge_postgres(url: &str, retention: Duration) -> anyhow::Result<String> {
-    let store = super::postgres::PgStore::new(url)?;
+/// at `url` (checked as `tls` says); returns a one-line summary.
+pub async fn purge_postgres(
+    url: &str,
+    tls: Option<&PgTlsConfig>,
+    retention: Duration,
+) -> anyhow::Result<String> {
+    let store = super::postgres::PgStore::with_tls(url, tls)?;
     let r = store
         .purge(
             super::retention::cutoff(retention),

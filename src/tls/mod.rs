@@ -26,6 +26,8 @@ pub use generate::{
     ensure_generated, regenerate,
 };
 pub use info::{DEFAULT_C_NAME, c_header, describe};
+/// The PEM loaders, for clients that present or check certificates (the PostgreSQL store).
+pub(crate) use load::{cert_chain, private_key};
 pub use names::default_names;
 
 use crate::config::{TlsConfig, TlsVersion};

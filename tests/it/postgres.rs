@@ -8,6 +8,7 @@
 //! binaries are installed, unless `TIDEPOOL_REQUIRE_SERVICES=1`.
 
 mod server;
+mod tls;
 
 use crate::util::*;
 use server::{PgServer, block_on};

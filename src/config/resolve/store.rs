@@ -81,6 +81,14 @@ impl Resolver<'_, '_, '_> {
             .backend
             .as_ref()
             .map_or("sqlite", |b| b.get_ref().as_str());
+        if let (Some(t), false) = (&raw.tls, backend == "postgres") {
+            self.at(
+                t.span(),
+                &format!("{path}.tls"),
+                "tls is only used with backend = \"postgres\" (add it, or remove tls)",
+            );
+            *ok = false;
+        }
         match (backend, &raw.url) {
             ("sqlite", None) => Some(StoreBackendConfig::Sqlite),
             ("sqlite", Some(u)) => {
@@ -95,9 +103,23 @@ impl Resolver<'_, '_, '_> {
             ("postgres", Some(u)) => {
                 let text = u.get_ref().trim();
                 match text.parse::<tokio_postgres::Config>() {
-                    Ok(c) if !c.get_hosts().is_empty() => Some(StoreBackendConfig::Postgres {
-                        url: text.to_string(),
-                    }),
+                    Ok(c) if !c.get_hosts().is_empty() => {
+                        let tls = match &raw.tls {
+                            Some(t) => {
+                                let tls = self.pg_tls(t, &c, &format!("{path}.tls"));
+                                if tls.is_none() {
+                                    *ok = false;
+                                    return None;
+                                }
+                                tls
+                            }
+                            None => None,
+                        };
+                        Some(StoreBackendConfig::Postgres {
+                            url: text.to_string(),
+                            tls,
+                        })
+                    }
                     Ok(_) => {
                         self.at(
                             u.span(),
@@ -142,6 +164,110 @@ impl Resolver<'_, '_, '_> {
                 None
             }
         }
+    }
+
+    /// `tls = { ca, cert, key, passphrase, verify }` of a PostgreSQL store: cert and
+    /// key come together, `verify = "ca"` needs `ca`, and a URL that turns TLS off
+    /// contradicts it. Files are read when the output is built (`tidepool check`,
+    /// start, reload), not here.
+    fn pg_tls(
+        &mut self,
+        tls: &Spanned<raw::PgTlsRaw>,
+        url: &tokio_postgres::Config,
+        path: &str,
+    ) -> Option<PgTlsConfig> {
+        let raw = tls.get_ref();
+        let p = |key: &str| format!("{path}.{key}");
+        let mut ok = true;
+        if url.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+            self.at(
+                tls.span(),
+                path,
+                "the url says sslmode=disable but tls is set (remove sslmode=disable to connect with TLS, or remove tls)",
+            );
+            ok = false;
+        }
+        match (&raw.cert, &raw.key) {
+            (Some(cert), None) => {
+                self.at(
+                    cert.span(),
+                    &p("cert"),
+                    "`cert` needs `key` (the PEM private key of this client certificate)",
+                );
+                ok = false;
+            }
+            (None, Some(key)) => {
+                self.at(
+                    key.span(),
+                    &p("key"),
+                    "`key` needs `cert` (the PEM client certificate chain)",
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        if let (Some(pw), None) = (&raw.passphrase, &raw.key) {
+            self.at(
+                pw.span(),
+                &p("passphrase"),
+                "`passphrase` decrypts `key`, which is not set",
+            );
+            ok = false;
+        }
+        let verify = match &raw.verify {
+            None => PgVerify::Full,
+            Some(v) => match v.get_ref().trim().to_ascii_lowercase().as_str() {
+                "full" | "verify-full" => PgVerify::Full,
+                "ca" | "verify-ca" => PgVerify::Ca,
+                "none" => PgVerify::None,
+                other => {
+                    self.at(
+                        v.span(),
+                        &p("verify"),
+                        format!("unknown verify \"{other}\" (expected \"full\": chain and host name, \"ca\": chain only, or \"none\")"),
+                    );
+                    ok = false;
+                    PgVerify::Full
+                }
+            },
+        };
+        match (verify, &raw.ca, &raw.verify) {
+            (PgVerify::Ca, None, Some(v)) => {
+                self.at(
+                    v.span(),
+                    &p("verify"),
+                    "verify = \"ca\" needs ca (the CA file of your server): without a host name check, any certificate from a public CA would pass",
+                );
+                ok = false;
+            }
+            (PgVerify::None, Some(ca), _) => {
+                self.at(
+                    ca.span(),
+                    &p("ca"),
+                    "ca is not used with verify = \"none\" (remove verify to check the server against it, or remove ca)",
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        let mut file = |this: &mut Self, v: &Option<Spanned<String>>, key: &str| match v {
+            Some(v) => {
+                let path = this.path(v, &p(key));
+                ok &= path.is_some();
+                path
+            }
+            None => None,
+        };
+        let ca = file(self, &raw.ca, "ca");
+        let cert = file(self, &raw.cert, "cert");
+        let key = file(self, &raw.key, "key");
+        ok.then(|| PgTlsConfig {
+            ca,
+            cert,
+            key,
+            passphrase: raw.passphrase.as_ref().map(|p| p.get_ref().clone()),
+            verify,
+        })
     }
 
     /// A `database` / `table` template: placeholders must parse; a fixed name must
@@ -217,7 +343,8 @@ mod tests {
         assert_eq!(
             s.backend,
             crate::config::StoreBackendConfig::Postgres {
-                url: "postgres://u:secret@db.example:5433/tp".to_string()
+                url: "postgres://u:secret@db.example:5433/tp".to_string(),
+                tls: None,
             }
         );
         assert!(!format!("{s:?}").contains("secret"), "Debug hides the URL");
@@ -244,6 +371,123 @@ mod tests {
                 .unwrap_or_else(|| panic!("{body} accepted"));
             assert!(e.contains(needle) && e.contains(line), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn postgres_tls_settings() {
+        use crate::config::{PgTlsConfig, PgVerify, StoreBackendConfig};
+        let pg = "backend = \"postgres\"\nurl = \"postgres://u:secret@db.example/tp\"\n";
+        let tls_of = |body: &str| match store(
+            &parse(&format!("{pg}{body}")).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .backend
+        {
+            StoreBackendConfig::Postgres { tls, .. } => tls,
+            other => panic!("not postgres: {other:?}"),
+        };
+        assert_eq!(tls_of(""), None);
+        let full = tls_of("tls = { ca = \"pg-ca.pem\" }").expect("tls");
+        assert_eq!(
+            full,
+            PgTlsConfig {
+                ca: Some("pg-ca.pem".into()),
+                cert: None,
+                key: None,
+                passphrase: None,
+                verify: PgVerify::Full,
+            }
+        );
+        let client = tls_of(
+            "tls = { ca = \"ca.pem\", cert = \"c.pem\", key = \"k.pem\", passphrase = \"pw-secret\", verify = \"ca\" }",
+        )
+        .expect("tls");
+        assert_eq!(
+            (client.verify, client.cert, client.passphrase.as_deref()),
+            (PgVerify::Ca, Some("c.pem".into()), Some("pw-secret"))
+        );
+        let shown = format!("{:?}", store(&parse(&format!("{pg}tls = {{ ca = \"ca.pem\", cert = \"c.pem\", key = \"k.pem\", passphrase = \"pw-secret\" }}")).unwrap_or_else(|e| panic!("{e}"))));
+        assert!(
+            !shown.contains("pw-secret") && !shown.contains("secret@"),
+            "Debug hides the passphrase and the URL: {shown}"
+        );
+        assert_eq!(
+            tls_of("tls = { verify = \"verify-full\" }").map(|t| t.verify),
+            Some(PgVerify::Full)
+        );
+        assert_eq!(
+            tls_of("tls = { verify = \"none\" }").map(|t| (t.verify, t.ca)),
+            Some((PgVerify::None, None))
+        );
+        let sslmode = parse(
+            "backend = \"postgres\"\nurl = \"postgres://u@h/tp?sslmode=require\"\ntls = { ca = \"ca.pem\" }",
+        );
+        assert!(sslmode.is_ok(), "{sslmode:?}");
+    }
+
+    #[test]
+    fn bad_postgres_tls_settings_are_located_errors() {
+        let pg = "backend = \"postgres\"\nurl = \"postgres://u@db.example/tp\"\n";
+        for (body, needle, what) in [
+            (
+                "tls = { ca = \"ca.pem\" }",
+                "t.toml:3",
+                "only used with backend = \"postgres\"",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://u@h/tp?sslmode=disable\"\ntls = { ca = \"ca.pem\" }",
+                "t.toml:5",
+                "sslmode=disable",
+            ),
+            (
+                &format!("{pg}tls = {{ cert = \"c.pem\" }}"),
+                "output.s.tls.cert",
+                "needs `key`",
+            ),
+            (
+                &format!("{pg}tls = {{ key = \"k.pem\" }}"),
+                "output.s.tls.key",
+                "needs `cert`",
+            ),
+            (
+                &format!("{pg}tls = {{ passphrase = \"x\" }}"),
+                "output.s.tls.passphrase",
+                "not set",
+            ),
+            (
+                &format!("{pg}tls = {{ verify = \"maybe\" }}"),
+                "output.s.tls.verify",
+                "\"maybe\"",
+            ),
+            (
+                &format!("{pg}tls = {{ verify = \"ca\" }}"),
+                "output.s.tls.verify",
+                "needs ca",
+            ),
+            (
+                &format!("{pg}tls = {{ verify = \"none\", ca = \"ca.pem\" }}"),
+                "output.s.tls.ca",
+                "not used with verify = \"none\"",
+            ),
+            (
+                &format!("{pg}tls = {{ ca = \"\" }}"),
+                "output.s.tls.ca",
+                "empty",
+            ),
+            (
+                &format!("{pg}tls = {{ sslrootcert = \"ca.pem\" }}"),
+                "sslrootcert",
+                "",
+            ),
+        ] {
+            let e = parse(body)
+                .err()
+                .unwrap_or_else(|| panic!("{body} accepted"));
+            assert!(e.contains(needle) && e.contains(what), "{body}: {e}");
+        }
+        let e = parse(&format!("{pg}tls = {{ verify = \"ca\" }}"))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("t.toml:5"), "{e}");
     }
 
     #[test]

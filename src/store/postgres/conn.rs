@@ -2,10 +2,11 @@
 //! server errors are sorted into retryable and permanent.
 
 use super::super::WriteError;
+use super::tls::PgTls;
 use sha2::Digest as _;
 use std::collections::HashMap;
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1): longer names are silently cut
 /// by the server, so two long names could meet in one table.
@@ -23,9 +24,13 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Connects and spawns the connection task.
-    pub async fn open(config: &tokio_postgres::Config) -> Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = config.connect(NoTls).await?;
+    /// Connects (TLS as `config`'s `sslmode` says, through `tls`) and spawns the
+    /// connection task.
+    pub async fn open(
+        config: &tokio_postgres::Config,
+        tls: &PgTls,
+    ) -> Result<Conn, tokio_postgres::Error> {
+        let (client, connection) = config.connect(tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("PostgreSQL connection closed: {e}");
@@ -140,13 +145,24 @@ pub fn classify(e: &tokio_postgres::Error, what: &str) -> WriteError {
     }
 }
 
-/// The server's message (with detail) when there is one, else the client's.
+/// The server's message (with detail) when there is one, else the client's with
+/// its causes (tokio-postgres's own text is only the kind, e.g. "error performing
+/// TLS handshake").
 pub fn describe_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(d) => format!("{} ({d})", db.message()),
             None => db.message().to_string(),
         },
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            text
+        }
     }
 }

@@ -6,6 +6,10 @@
 //! small shell watchdog that stops it (and removes its files) when the test process
 //! is gone, so the server shared through a `OnceLock`, never dropped, cannot outlive
 //! the test binary.
+//!
+//! [`PgServer::with_tls`] starts one with `ssl=on`, a given certificate and key, and
+//! a given `pg_hba.conf`. The harness itself always connects through the Unix
+//! socket (`local ... trust`), which every variant allows.
 
 use crate::util::{skip, wait_for};
 use std::net::TcpListener;
@@ -23,6 +27,20 @@ pub struct PgServer {
     user: Option<String>,
     child: Option<Child>,
     owned: bool,
+    ssl: bool,
+}
+
+/// What a TLS server is started with.
+pub struct ServerTls {
+    /// PEM of `ssl_cert_file` (the server's certificate, then its chain).
+    pub cert_pem: String,
+    /// PEM of `ssl_key_file`; written 0600 and owned by the server's user.
+    pub key_pem: String,
+    /// The whole `pg_hba.conf`; it must keep `local all all trust` for the harness.
+    pub hba: String,
+    /// PEM of `ssl_ca_file`: the CA client certificates must lead to (for `cert`
+    /// authentication and `clientcert=`).
+    pub client_ca_pem: String,
 }
 
 /// The server shared by the tests of this binary run; None when skipped.
@@ -86,6 +104,15 @@ impl PgServer {
     /// Initializes and starts a server; None (after printing why) when the binaries
     /// are missing, unless services are required, then it panics.
     pub fn new(owned: bool) -> Option<PgServer> {
+        PgServer::init(owned, None)
+    }
+
+    /// Like [`PgServer::new`], with `ssl=on` and `tls`'s files and `pg_hba.conf`.
+    pub fn with_tls(owned: bool, tls: &ServerTls) -> Option<PgServer> {
+        PgServer::init(owned, Some(tls))
+    }
+
+    fn init(owned: bool, tls: Option<&ServerTls>) -> Option<PgServer> {
         let Some(bin) = find_bin() else {
             skip("no PostgreSQL binaries (initdb) under /usr/lib/postgresql/*/bin or on PATH");
             return None;
@@ -106,6 +133,18 @@ impl PgServer {
             .tempdir()
             .expect("tempdir")
             .keep();
+        if let Some(tls) = tls {
+            // Written before the chown below, so they belong to the server's user:
+            // postgres refuses a key that is not 0600 or not its own (or root's).
+            std::fs::write(root.join("server.crt"), &tls.cert_pem).expect("write server.crt");
+            std::fs::write(root.join("client-ca.crt"), &tls.client_ca_pem)
+                .expect("write client-ca.crt");
+            let key = root.join("server.key");
+            std::fs::write(&key, &tls.key_pem).expect("write server.key");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod 600 server.key");
+        }
         if let Some(u) = &user {
             let ok = Command::new("chown")
                 .args(["-R", &format!("{u}:"), &root.display().to_string()])
@@ -138,6 +177,10 @@ impl PgServer {
             String::from_utf8_lossy(&out.stderr),
             free_space(&root)
         );
+        if let Some(tls) = tls {
+            // Overwriting keeps initdb's owner and mode.
+            std::fs::write(data.join("pg_hba.conf"), &tls.hba).expect("write pg_hba.conf");
+        }
         let mut s = PgServer {
             bin,
             root,
@@ -145,6 +188,7 @@ impl PgServer {
             user,
             child: None,
             owned,
+            ssl: tls.is_some(),
         };
         s.start();
         Some(s)
@@ -156,6 +200,11 @@ impl PgServer {
         // The watchdog: stop the server when this test process is gone; a shared
         // server also takes its files with it.
         let clean = if self.owned { ":" } else { "rm -rf \"$ROOT\"" };
+        let ssl = if self.ssl {
+            r#" -c ssl=on -c ssl_cert_file="$ROOT/server.crt" -c ssl_key_file="$ROOT/server.key" -c ssl_ca_file="$ROOT/client-ca.crt""#
+        } else {
+            ""
+        };
         let script = format!(
             "BIN='{}'\nROOT='{}'\n",
             self.bin.display(),
@@ -163,7 +212,7 @@ impl PgServer {
         ) + &format!(
             r#""$BIN/postgres" -D "$ROOT/data" -k "$ROOT" -p {port} -c listen_addresses=127.0.0.1 \
  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
- -c shared_buffers=16MB -c min_wal_size=2MB -c max_wal_size=16MB \
+ -c shared_buffers=16MB -c min_wal_size=2MB -c max_wal_size=16MB{ssl} \
  >>"$ROOT/log" 2>&1 &
 P=$!
 while [ -d /proc/{me} ] && kill -0 $P 2>/dev/null; do sleep 1; done
@@ -181,7 +230,7 @@ wait $P
             .spawn()
             .expect("start postgres");
         self.child = Some(child);
-        let port = self.port;
+        let admin = self.admin("postgres");
         let (log, child) = (self.root.join("log"), &mut self.child);
         wait_for("PostgreSQL to accept connections", || {
             if let Some(c) = child.as_mut()
@@ -195,12 +244,9 @@ wait $P
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(
-                    &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
-                    tokio_postgres::NoTls,
-                )
-                .await
-                .ok()?;
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
                 tokio::spawn(conn);
                 client.simple_query("SELECT 1").await.ok().map(|_| ())
             })
@@ -225,6 +271,17 @@ wait $P
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// Connection parameters for database `db` as user postgres over the Unix
+    /// socket, which every variant trusts: for the harness and for checks from
+    /// outside what a test is proving.
+    pub fn admin(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.root.display(),
+            self.port
+        )
+    }
+
     /// The server's log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("log")).unwrap_or_default()
@@ -232,7 +289,7 @@ wait $P
 
     /// Creates a fresh database named `db` and returns its URL.
     pub fn database(&self, db: &str) -> String {
-        let admin = self.url("postgres");
+        let admin = self.admin("postgres");
         block_on(async {
             let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
                 .await
