@@ -12,6 +12,7 @@
 //! - `info`: [`describe`] and [`c_header`] for `tidepool certs`.
 //! - `names`: [`default_names`] and name checks.
 //! - `files`: atomic writes with owner-only keys.
+//! - `verify`: the chain-only and accept-any server verifiers of tidepool's clients.
 
 mod files;
 mod generate;
@@ -20,6 +21,7 @@ mod load;
 mod names;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 pub use generate::{
     CA_CERT_FILE, CA_KEY_FILE, GeneratedCerts, Generation, SERVER_CERT_FILE, SERVER_KEY_FILE,
@@ -29,6 +31,8 @@ pub use info::{DEFAULT_C_NAME, c_header, describe};
 /// The PEM loaders, for clients that present or check certificates (the PostgreSQL store).
 pub(crate) use load::{cert_chain, private_key};
 pub use names::default_names;
+/// Verifiers for clients that check a server less (or differently) than WebPKI.
+pub(crate) use verify::{AnyCertificate, ChainOnly};
 
 use crate::config::{TlsConfig, TlsVersion};
 use anyhow::{Context, anyhow, bail};
