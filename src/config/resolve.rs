@@ -77,10 +77,62 @@ fn get<'t, 'i>(
     table.iter().find(|(k, _)| k.get_ref() == name)
 }
 
+/// The files of a TLS client's `tls = { ca, cert, key }` (MQTT broker, PostgreSQL).
+struct ClientTlsFiles {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
 impl Resolver<'_, '_, '_> {
     /// Records a problem at `span`.
     fn at(&mut self, span: std::ops::Range<usize>, path: &str, message: impl std::fmt::Display) {
         self.problems.at(span, path, message);
+    }
+
+    /// A TLS client's `ca`, `cert` and `key` under `path`: `cert` and `key` come
+    /// together, each path resolved like every other file. None if anything is wrong
+    /// (every problem recorded).
+    fn client_tls_files(
+        &mut self,
+        ca: &Option<Spanned<String>>,
+        cert: &Option<Spanned<String>>,
+        key: &Option<Spanned<String>>,
+        path: &str,
+    ) -> Option<ClientTlsFiles> {
+        let p = |k: &str| format!("{path}.{k}");
+        let mut ok = true;
+        match (cert, key) {
+            (Some(cert), None) => {
+                self.at(
+                    cert.span(),
+                    &p("cert"),
+                    "`cert` needs `key` (the PEM private key of this client certificate)",
+                );
+                ok = false;
+            }
+            (None, Some(key)) => {
+                self.at(
+                    key.span(),
+                    &p("key"),
+                    "`key` needs `cert` (the PEM client certificate chain)",
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        let mut file = |this: &mut Self, v: &Option<Spanned<String>>, k: &str| match v {
+            Some(v) => {
+                let resolved = this.path(v, &p(k));
+                ok &= resolved.is_some();
+                resolved
+            }
+            None => None,
+        };
+        let ca = file(self, ca, "ca");
+        let cert = file(self, cert, "cert");
+        let key = file(self, key, "key");
+        ok.then_some(ClientTlsFiles { ca, cert, key })
     }
 
     /// The root table: known sections only, each resolved; None if anything is wrong.

@@ -255,50 +255,16 @@ impl Resolver<'_, '_, '_> {
     /// `tls = { ca, cert, key, server_name }`: cert and key come together.
     fn mqtt_tls(&mut self, tls: &Spanned<raw::MqttTlsRaw>, path: &str) -> Option<MqttTlsConfig> {
         let raw = tls.get_ref();
-        let p = |key: &str| format!("{path}.{key}");
-        let mut ok = true;
-        match (&raw.cert, &raw.key) {
-            (Some(cert), None) => {
-                self.at(
-                    cert.span(),
-                    &p("cert"),
-                    "`cert` needs `key` (the PEM private key of this client certificate)",
-                );
-                ok = false;
-            }
-            (None, Some(key)) => {
-                self.at(
-                    key.span(),
-                    &p("key"),
-                    "`key` needs `cert` (the PEM client certificate chain)",
-                );
-                ok = false;
-            }
-            _ => {}
-        }
-        let mut file = |this: &mut Self, v: &Option<Spanned<String>>, key: &str| match v {
-            Some(v) => {
-                let path = this.path(v, &p(key));
-                ok &= path.is_some();
-                path
-            }
-            None => None,
-        };
-        let ca = file(self, &raw.ca, "ca");
-        let cert = file(self, &raw.cert, "cert");
-        let key = file(self, &raw.key, "key");
+        let files = self.client_tls_files(&raw.ca, &raw.cert, &raw.key, path);
         let server_name = match &raw.server_name {
-            Some(n) => {
-                let name = self.non_empty(n, &p("server_name"));
-                ok &= name.is_some();
-                name
-            }
+            Some(n) => Some(self.non_empty(n, &format!("{path}.server_name"))?),
             None => None,
         };
-        ok.then_some(MqttTlsConfig {
-            ca,
-            cert,
-            key,
+        let files = files?;
+        Some(MqttTlsConfig {
+            ca: files.ca,
+            cert: files.cert,
+            key: files.key,
             server_name,
         })
     }

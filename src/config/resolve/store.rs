@@ -187,25 +187,6 @@ impl Resolver<'_, '_, '_> {
             );
             ok = false;
         }
-        match (&raw.cert, &raw.key) {
-            (Some(cert), None) => {
-                self.at(
-                    cert.span(),
-                    &p("cert"),
-                    "`cert` needs `key` (the PEM private key of this client certificate)",
-                );
-                ok = false;
-            }
-            (None, Some(key)) => {
-                self.at(
-                    key.span(),
-                    &p("key"),
-                    "`key` needs `cert` (the PEM client certificate chain)",
-                );
-                ok = false;
-            }
-            _ => {}
-        }
         if let (Some(pw), None) = (&raw.passphrase, &raw.key) {
             self.at(
                 pw.span(),
@@ -250,21 +231,11 @@ impl Resolver<'_, '_, '_> {
             }
             _ => {}
         }
-        let mut file = |this: &mut Self, v: &Option<Spanned<String>>, key: &str| match v {
-            Some(v) => {
-                let path = this.path(v, &p(key));
-                ok &= path.is_some();
-                path
-            }
-            None => None,
-        };
-        let ca = file(self, &raw.ca, "ca");
-        let cert = file(self, &raw.cert, "cert");
-        let key = file(self, &raw.key, "key");
+        let files = self.client_tls_files(&raw.ca, &raw.cert, &raw.key, path)?;
         ok.then(|| PgTlsConfig {
-            ca,
-            cert,
-            key,
+            ca: files.ca,
+            cert: files.cert,
+            key: files.key,
             passphrase: raw.passphrase.as_ref().map(|p| p.get_ref().clone()),
             verify,
         })
