@@ -20,6 +20,8 @@ mod info;
 mod load;
 mod names;
 #[cfg(test)]
+pub(crate) mod test_ca;
+#[cfg(test)]
 mod tests;
 mod verify;
 

@@ -18,6 +18,8 @@ mod reload;
 mod routing;
 mod store;
 mod td;
+#[path = "../../src/tls/test_ca.rs"]
+mod test_ca;
 mod tls;
 mod util;
 mod vectors;

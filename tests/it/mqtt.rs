@@ -431,38 +431,17 @@ fn a_crash_during_ingest_loses_no_acknowledged_message() {
 
 /// CA, broker certificate (127.0.0.1) and client certificate, as PEM files in `dir`.
 fn write_certs(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    let ca = crate::test_ca::TestCa::new("mqtt test CA");
+    let write = |name: &str, pem: &str| {
+        std::fs::write(dir.join(name), pem).expect("write certificate file");
     };
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "mqtt test CA");
-    ca.distinguished_name = dn;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
-    let issuer = Issuer::from_ca_cert_der(ca_cert.der(), &ca_key).expect("issuer");
-    let leaf = |cn: &str, eku: ExtendedKeyUsagePurpose, stem: &str| {
-        let key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        p.distinguished_name = dn;
-        p.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
-        p.extended_key_usages = vec![eku];
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let cert = p.signed_by(&key, &issuer).expect("sign");
-        std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).expect("write cert");
-        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).expect("write key");
-    };
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write CA");
-    leaf("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth, "server");
-    leaf("tidepool", ExtendedKeyUsagePurpose::ClientAuth, "client");
+    write("ca.pem", &ca.pem);
+    let (cert, key) = ca.server(&["127.0.0.1"]);
+    write("server.pem", &cert);
+    write("server.key", &key);
+    let (cert, key) = ca.client("tidepool");
+    write("client.pem", &cert);
+    write("client.key", &key);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Real TLS against a real daemon: generated certificates that survive restarts, TLS
 //! 1.2 and 1.3 clients, and keys from files with a passphrase.
 
+use crate::test_ca::TestCa;
 use crate::util::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -233,49 +234,18 @@ fn the_api_serves_https_with_the_generated_certificate() {
     assert!(!raw.starts_with(b"HTTP/"), "{raw:02x?}");
 }
 
-/// A CA for client certificates, made for one test.
-struct DeviceCa {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pem: String,
-}
-
-impl DeviceCa {
-    fn new(cn: &str) -> DeviceCa {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params = rcgen::CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let pem = params.self_signed(&key).expect("self-signed").pem();
-        DeviceCa { params, key, pem }
-    }
-
-    /// A client certificate and key this CA signed.
-    fn client(
-        &self,
-    ) -> (
-        Vec<CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["device-7".to_string()]).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "device-7");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
-            .expect("key PEM");
-        (vec![cert.der().clone()], der)
-    }
+/// A device's identity from `ca`: certificate chain and key, as rustls takes them.
+fn device_identity(
+    ca: &TestCa,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let (cert_pem, key_pem) = ca.client("device-7");
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert PEM");
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    (vec![cert], key)
 }
 
 /// `tls.client_ca` on a real daemon: a device whose certificate the configured CA
@@ -284,19 +254,19 @@ impl DeviceCa {
 #[test]
 fn client_certificates_from_another_ca_are_refused_by_the_daemon() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let devices = DeviceCa::new("device CA");
-    let stranger = DeviceCa::new("stranger CA");
+    let devices = TestCa::new("device CA");
+    let stranger = TestCa::new("stranger CA");
     std::fs::write(tmp.path().join("device-ca.pem"), &devices.pem).expect("write CA");
     let config =
         plain_config(r#"tls = { common_name = ["127.0.0.1"], client_ca = "device-ca.pem" }"#);
     let d = TestDaemon::start_in(tmp.path(), &config);
     let server_ca = d.dir.join("certs/ca.pem");
-    let with_identity = |ca: &DeviceCa| {
+    let with_identity = |ca: &TestCa| {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&server_ca).expect("read CA") {
             roots.add(cert.expect("CA cert")).expect("add CA");
         }
-        let (chain, key) = ca.client();
+        let (chain, key) = device_identity(ca);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Arc::new(
             rustls::ClientConfig::builder_with_provider(provider)

@@ -9,8 +9,9 @@ mod info;
 mod keys;
 
 use crate::config::{TlsConfig, TlsVersion};
+use crate::tls::test_ca::TestCa;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring};
@@ -232,62 +233,6 @@ async fn exchange(
     Exchange {
         server: server_result,
         client: client_result,
-    }
-}
-
-/// A throwaway CA for tests that need certificates the module did not generate.
-struct TestCa {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(cn: &str) -> TestCa {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let pem = params.self_signed(&key).unwrap().pem();
-        TestCa { params, key, pem }
-    }
-
-    /// A leaf for `key` valid for `names`, with the given extended key usage; PEM.
-    fn issue(&self, key: &KeyPair, names: &[&str], eku: ExtendedKeyUsagePurpose) -> String {
-        let mut params = CertificateParams::new(strings(names)).unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("client"),
-        );
-        params.extended_key_usages = vec![eku];
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        params.signed_by(key, &issuer).unwrap().pem()
-    }
-
-    /// An intermediate CA signed by this one.
-    fn intermediate(&self, cn: &str) -> (TestCa, String) {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let pem = params.signed_by(&key, &issuer).unwrap().pem();
-        (
-            TestCa {
-                params,
-                key,
-                pem: pem.clone(),
-            },
-            pem,
-        )
     }
 }
 

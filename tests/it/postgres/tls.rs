@@ -13,6 +13,7 @@
 
 use super::server::{PgServer, ServerTls, block_on};
 use super::*;
+use crate::test_ca::TestCa;
 use std::sync::OnceLock;
 use tidepool::config::{PgTlsConfig, PgVerify};
 
@@ -22,58 +23,6 @@ const SCRAM_PASSWORD: &str = "scram-secret-1";
 /// The role that logs in with a client certificate (`cert` authentication: the
 /// certificate's CN is the user name).
 const CERT_USER: &str = "tp_cert";
-
-/// A CA made for these tests.
-struct Ca {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pem: String,
-}
-
-impl Ca {
-    fn new(cn: &str) -> Ca {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params = rcgen::CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let pem = params.self_signed(&key).expect("self-signed").pem();
-        Ca { params, key, pem }
-    }
-
-    /// A client certificate whose CN is `user`, and its key, PEM.
-    fn client(&self, user: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params = rcgen::CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, user);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// A server certificate for `localhost` and `127.0.0.1` and its key, PEM.
-    fn server(&self) -> (String, String) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// The TLS server of this run, the PEM of the CA that signed its certificate, and
 /// a client certificate and key (PEM) for [`CERT_USER`] from the same CA.
@@ -88,8 +37,8 @@ fn shared() -> Option<&'static TlsServer> {
     static SERVER: OnceLock<Option<TlsServer>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let ca = Ca::new("tidepool test PostgreSQL CA");
-            let (cert_pem, key_pem) = ca.server();
+            let ca = TestCa::new("tidepool test PostgreSQL CA");
+            let (cert_pem, key_pem) = ca.server(&["localhost", "127.0.0.1"]);
             let hba = format!(
                 "local all all trust\n\
                  hostssl all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n\
@@ -367,7 +316,11 @@ fn a_server_certificate_from_another_ca_is_refused_and_nothing_is_stored() {
         s.pg.port
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    pem_file(tmp.path(), "wrong-ca.pem", &Ca::new("some other CA").pem);
+    pem_file(
+        tmp.path(),
+        "wrong-ca.pem",
+        &TestCa::new("some other CA").pem,
+    );
     let config = pg_config("retention = false\ntls = { ca = \"wrong-ca.pem\" }");
     let d = TestDaemon::start_in_with_env(tmp.path(), &config, &[("TIDEPOOL_PG_URL", &url)]);
     let api = d.api_addr();

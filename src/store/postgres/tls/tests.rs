@@ -4,6 +4,7 @@
 
 use super::{PgTls, PgTlsStream, end_point_hash};
 use crate::config::{PgTlsConfig, PgVerify};
+use crate::tls::test_ca::TestCa;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest as _;
@@ -12,45 +13,28 @@ use std::sync::Arc;
 use tokio::io::DuplexStream;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
-/// A CA and the PEM of its certificate.
-struct Ca {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pem: String,
-}
-
-impl Ca {
-    fn new(cn: &str) -> Ca {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params = rcgen::CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let pem = params.self_signed(&key).expect("self-signed").pem();
-        Ca { params, key, pem }
-    }
-
+/// What these tests need of a test CA: a rustls server it certified, its PEM on disk.
+trait PgTestCa {
     /// A rustls server config with a certificate for `localhost` this CA signed,
     /// and that certificate's DER.
-    fn server(&self) -> (Arc<rustls::ServerConfig>, Vec<u8>) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        let der = cert.der().to_vec();
-        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key");
+    fn rustls_server(&self) -> (Arc<rustls::ServerConfig>, Vec<u8>);
+    /// The CA certificate written to `dir/name`.
+    fn file(&self, dir: &Path, name: &str) -> PathBuf;
+}
+
+impl PgTestCa for TestCa {
+    fn rustls_server(&self) -> (Arc<rustls::ServerConfig>, Vec<u8>) {
+        let (cert_pem, key_pem) = self.server(&["localhost"]);
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert");
+        let der = cert.to_vec();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(der.clone())], key)
+        .with_single_cert(vec![cert], key)
         .expect("server config");
         (Arc::new(config), der)
     }
@@ -103,8 +87,8 @@ fn run<T>(f: impl std::future::Future<Output = T>) -> T {
 #[test]
 fn verify_full_takes_the_named_server_of_the_ca_and_binds_its_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::new("pg CA");
-    let (server, der) = ca.server();
+    let ca = TestCa::new("pg CA");
+    let (server, der) = ca.rustls_server();
     let client = PgTls::new(Some(&tls(
         Some(ca.file(dir.path(), "ca.pem")),
         PgVerify::Full,
@@ -121,8 +105,8 @@ fn verify_full_takes_the_named_server_of_the_ca_and_binds_its_certificate() {
 #[test]
 fn another_name_is_refused_under_full_and_taken_under_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::new("pg CA");
-    let (server, _) = ca.server();
+    let ca = TestCa::new("pg CA");
+    let (server, _) = ca.rustls_server();
     let path = ca.file(dir.path(), "ca.pem");
     let full = PgTls::new(Some(&tls(Some(path.clone()), PgVerify::Full))).expect("client");
     let e = run(handshake(full, "db.example.net", server.clone()))
@@ -140,8 +124,8 @@ fn another_name_is_refused_under_full_and_taken_under_ca() {
 #[test]
 fn another_ca_is_refused_even_under_verify_ca_and_none_takes_anything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, _) = Ca::new("the server's CA").server();
-    let stranger = Ca::new("some other CA").file(dir.path(), "other.pem");
+    let (server, _) = TestCa::new("the server's CA").rustls_server();
+    let stranger = TestCa::new("some other CA").file(dir.path(), "other.pem");
     for verify in [PgVerify::Full, PgVerify::Ca] {
         let client = PgTls::new(Some(&tls(Some(stranger.clone()), verify))).expect("client");
         let e = run(handshake(client, "localhost", server.clone()))
@@ -170,7 +154,7 @@ fn another_ca_is_refused_even_under_verify_ca_and_none_takes_anything() {
 
 #[test]
 fn a_host_that_is_no_tls_name_is_named() {
-    let (server, _) = Ca::new("pg CA").server();
+    let (server, _) = TestCa::new("pg CA").rustls_server();
     let e = run(handshake(PgTls::new(None).expect("client"), "", server))
         .err()
         .expect("refused");
@@ -216,7 +200,7 @@ fn files_that_do_not_load_are_named() {
         .expect_err("refused")
         .to_string();
     assert!(e.contains("tls.ca") && e.contains("empty.pem"), "{e}");
-    let ca = Ca::new("pg CA");
+    let ca = TestCa::new("pg CA");
     let mut with_client = tls(Some(ca.file(dir.path(), "ca.pem")), PgVerify::Full);
     with_client.cert = Some(dir.path().join("ca.pem"));
     with_client.key = Some(dir.path().join("no-key.pem"));
