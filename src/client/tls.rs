@@ -2,7 +2,7 @@
 //! at all for tests against throwaway certificates.
 
 use crate::config::TlsVersion;
-use crate::tls::AnyCertificate;
+use crate::tls::ServerCheck;
 use anyhow::{Context, bail};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -61,7 +61,7 @@ pub fn client_config(tls: &ClientTls) -> anyhow::Result<Arc<rustls::ClientConfig
     let config = if tls.insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+            .with_custom_certificate_verifier(Arc::new(ServerCheck::any(
                 provider.signature_verification_algorithms,
             )))
             .with_no_client_auth()

@@ -12,7 +12,7 @@
 //! - `info`: [`describe`] and [`c_header`] for `tidepool certs`.
 //! - `names`: [`default_names`] and name checks.
 //! - `files`: atomic writes with owner-only keys.
-//! - `verify`: the chain-only and accept-any server verifiers of tidepool's clients.
+//! - `verify`: the chain-only, accept-any and fixed-name server checks of tidepool's clients.
 
 mod files;
 mod generate;
@@ -34,7 +34,7 @@ pub use info::{DEFAULT_C_NAME, c_header, describe};
 pub(crate) use load::{cert_chain, private_key};
 pub use names::default_names;
 /// Verifiers for clients that check a server less (or differently) than WebPKI.
-pub(crate) use verify::{AnyCertificate, ChainOnly};
+pub(crate) use verify::ServerCheck;
 
 use crate::config::{TlsConfig, TlsVersion};
 use anyhow::{Context, anyhow, bail};

@@ -2,13 +2,11 @@
 //! checked (files read, keys parsed) before a start or reload changes anything.
 
 use crate::config::{MqttConfig, MqttTlsConfig};
-use anyhow::{Context, anyhow, bail};
+use crate::tls::ServerCheck;
+use anyhow::{Context, anyhow};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use std::path::{Path, PathBuf};
+use rustls_pki_types::ServerName;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Largest MQTT packet accepted from the broker: the protocol's own limit (256 MiB).
@@ -69,7 +67,8 @@ fn client_config(tls: &MqttTlsConfig, host: &str) -> anyhow::Result<Arc<rustls::
         None => system_bundle()?,
     };
     let mut roots = rustls::RootCertStore::empty();
-    for (i, cert) in read_certs(&ca_path, "tls.ca")?.into_iter().enumerate() {
+    let anchors = crate::tls::cert_chain(&ca_path).map_err(|e| anyhow!("tls.ca: {e:#}"))?;
+    for (i, cert) in anchors.into_iter().enumerate() {
         roots.add(cert).map_err(|e| {
             anyhow!(
                 "tls.ca {}: certificate #{} cannot be a trust anchor: {e}",
@@ -91,21 +90,17 @@ fn client_config(tls: &MqttTlsConfig, host: &str) -> anyhow::Result<Arc<rustls::
             )
             .build()
             .context("building the broker certificate verifier")?;
+            let check = ServerCheck::named(inner, name, provider.signature_verification_algorithms);
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(FixedName { inner, name }))
+                .with_custom_certificate_verifier(Arc::new(check))
         }
         _ => builder.with_root_certificates(roots),
     };
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
-            let chain = read_certs(cert, "tls.cert")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                anyhow!(
-                    "tls.key {}: no usable unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
-                    key.display()
-                )
-            })?;
+            let chain = crate::tls::cert_chain(cert).map_err(|e| anyhow!("tls.cert: {e:#}"))?;
+            let key = crate::tls::private_key(key, None).map_err(|e| anyhow!("tls.key: {e:#}"))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .context("tls.cert and tls.key do not make a usable client certificate")?
@@ -127,63 +122,4 @@ fn system_bundle() -> anyhow::Result<PathBuf> {
                 SYSTEM_CA_BUNDLES.join(", ")
             )
         })
-}
-
-/// Every certificate of a PEM file, at least one.
-fn read_certs(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| anyhow!("{key} {}: cannot read: {e}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{key} {}: invalid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "{key} {} holds no `-----BEGIN CERTIFICATE-----` block",
-            path.display()
-        );
-    }
-    Ok(certs)
-}
-
-/// Checks the broker's certificate against `tls.server_name` instead of the host
-/// dialled (a broker reached by IP whose certificate names it by DNS name).
-#[derive(Debug)]
-struct FixedName {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for FixedName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

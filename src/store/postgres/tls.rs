@@ -7,7 +7,7 @@
 //! never skipped because a file is missing.
 
 use crate::config::{PgTlsConfig, PgVerify};
-use crate::tls::{AnyCertificate, ChainOnly};
+use crate::tls::ServerCheck;
 use anyhow::{Context as _, anyhow, bail};
 use rustls::CertificateError;
 use rustls::client::danger::ServerCertVerifier;
@@ -74,7 +74,7 @@ impl PgTls {
         let verify = tls.map_or(PgVerify::Full, |t| t.verify);
         let ca = tls.and_then(|t| t.ca.clone());
         let (verifier, anchors): (Arc<dyn ServerCertVerifier>, Anchors) = match verify {
-            PgVerify::None => (Arc::new(AnyCertificate(algs)), Anchors::Unchecked),
+            PgVerify::None => (Arc::new(ServerCheck::any(algs)), Anchors::Unchecked),
             PgVerify::Full | PgVerify::Ca => {
                 let (roots, anchors) = match ca {
                     Some(path) => (roots_from(&path)?, Anchors::File(path)),
@@ -96,7 +96,7 @@ impl PgTls {
                         .build()
                         .map_err(|e| anyhow!("tls.ca: cannot build a verifier: {e}"))?
                 } else {
-                    Arc::new(ChainOnly { roots, algs })
+                    Arc::new(ServerCheck::chain_only(roots, algs))
                 };
                 (verifier, anchors)
             }
