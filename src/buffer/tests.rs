@@ -275,6 +275,33 @@ async fn retries_exhausted_go_to_dead_letter() {
     assert!(text.contains("gave up after 3 failed attempts"), "{text}");
 }
 
+/// Opens `name`'s buffer on `dir` with a sink that refuses every chunk for good,
+/// stores `entries` and waits until their chunk is in the dead-letter directory.
+async fn one_dead_letter(
+    name: &str,
+    cfg: &BufferConfig,
+    dir: &Path,
+    entries: Bytes,
+) -> (OutputBuffer, SinkHandle) {
+    let s = sink(true);
+    s.sink.permanent.store(true, Ordering::SeqCst);
+    let buf = OutputBuffer::open(name, cfg, dir, s.sink.clone())
+        .await
+        .unwrap();
+    buf.append("k", entries, 1)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    buf.queue_staged().await;
+    until("dead letter", || {
+        buf.metrics().snapshot().dead_letter_count == 1
+    })
+    .await;
+    (buf, s)
+}
+
 fn dead_letter_list() -> BufferCommand {
     BufferCommand::DeadLetter(DeadLetterCommand::List { output: None })
 }
@@ -539,26 +566,11 @@ async fn memory_buffer_acks_at_once_and_delivers() {
 async fn memory_buffer_dead_letters_to_a_requeueable_file() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("buffer").join("mem");
-    let mut s = sink(true);
-    s.sink.permanent.store(true, Ordering::SeqCst);
     let cfg = BufferConfig {
         kind: BufferKind::Memory,
         ..config()
     };
-    let buf = OutputBuffer::open("mem", &cfg, &dir, s.sink.clone())
-        .await
-        .unwrap();
-    buf.append("k", batch(5), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.queue_staged().await;
-    until("dead letter", || {
-        buf.metrics().snapshot().dead_letter_count == 1
-    })
-    .await;
+    let (_running, mut s) = one_dead_letter("mem", &cfg, &dir, batch(5)).await;
     s.sink.permanent.store(false, Ordering::SeqCst);
     let cmd = BufferCommand::DeadLetter(DeadLetterCommand::Requeue {
         target: "all".into(),
@@ -616,22 +628,7 @@ async fn interval_and_never_policies_ack_after_the_write() {
 async fn dead_letters_requeued_while_stopped_flow_at_the_next_start() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("buffer").join("out");
-    let s = sink(true);
-    s.sink.permanent.store(true, Ordering::SeqCst);
-    let buf = OutputBuffer::open("out", &config(), &dir, s.sink.clone())
-        .await
-        .unwrap();
-    buf.append("k", batch(4), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.queue_staged().await;
-    until("dead letter", || {
-        buf.metrics().snapshot().dead_letter_count == 1
-    })
-    .await;
+    let (buf, _refusing) = one_dead_letter("out", &config(), &dir, batch(4)).await;
     buf.shutdown(PATIENCE).await;
     drop(buf);
     let cmd = BufferCommand::DeadLetter(DeadLetterCommand::Requeue {
@@ -656,24 +653,8 @@ async fn dead_letters_requeued_while_stopped_flow_at_the_next_start() {
 async fn no_inbox_scan_moves_a_file_once_shutdown_returned() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("buffer").join("out");
-    let s = sink(true);
-    s.sink.permanent.store(true, Ordering::SeqCst);
-    let buf = Arc::new(
-        OutputBuffer::open("out", &config(), &dir, s.sink.clone())
-            .await
-            .unwrap(),
-    );
-    buf.append("k", batch(2), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.queue_staged().await;
-    until("dead letter", || {
-        buf.metrics().snapshot().dead_letter_count == 1
-    })
-    .await;
+    let (buf, _refusing) = one_dead_letter("out", &config(), &dir, batch(2)).await;
+    let buf = Arc::new(buf);
     let shared = buf.shared().clone();
     let gate = shared.scan_gate.lock().unwrap();
     let started = shared.scans[0].load(Ordering::SeqCst);
