@@ -87,6 +87,8 @@ pub struct Running {
     telemetry: Arc<Telemetry>,
     /// Where the HTTP API listens, when enabled.
     api_addr: Option<SocketAddr>,
+    /// The store the API reads, swapped when a reload changes the store outputs.
+    api_stores: Option<Arc<std::sync::RwLock<crate::api::StoreView>>>,
 }
 
 /// Binds every input and starts serving. Errors name the listener that failed.
@@ -115,6 +117,7 @@ pub async fn start_with(
         config: config.clone(),
         telemetry: Arc::new(Telemetry::default()),
         api_addr: None,
+        api_stores: None,
     };
     for (i, source) in config.sources.iter().enumerate() {
         let n = i + 1;
@@ -304,28 +307,40 @@ impl Running {
         })
     }
 
-    /// Starts the HTTP API on the store the config's first store output uses (or the
-    /// default store directory), with status and metrics read from this daemon.
-    async fn start_api(
-        &self,
-        reload: Option<crate::api::ReloadHook>,
-    ) -> anyhow::Result<SocketAddr> {
-        let api = &self.config.api;
+    /// What the API reads: the store the first store output writes (SQLite or
+    /// PostgreSQL), else the default store directory.
+    fn store_view(&self) -> anyhow::Result<crate::api::StoreView> {
         use crate::output::store::StoreBackend;
         let backend = self
             .outputs
             .handles()
             .find_map(|h| h.output.get().as_store().map(|s| s.backend().clone()));
-        let (store, postgres) = match backend {
-            Some(StoreBackend::Sqlite(store)) => (store, None),
-            other => (
-                crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir))?,
-                other.and_then(|b| match b {
-                    StoreBackend::Postgres(pg) => Some(pg),
-                    StoreBackend::Sqlite(_) => None,
-                }),
-            ),
-        };
+        let default_store =
+            || crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir));
+        Ok(match backend {
+            Some(StoreBackend::Sqlite(store)) => crate::api::StoreView {
+                store,
+                postgres: None,
+            },
+            Some(StoreBackend::Postgres(pg)) => crate::api::StoreView {
+                store: default_store()?,
+                postgres: Some(pg),
+            },
+            None => crate::api::StoreView {
+                store: default_store()?,
+                postgres: None,
+            },
+        })
+    }
+
+    /// Starts the HTTP API on [`Running::store_view`], with status and metrics read
+    /// from this daemon.
+    async fn start_api(
+        &mut self,
+        reload: Option<crate::api::ReloadHook>,
+    ) -> anyhow::Result<SocketAddr> {
+        let view = self.store_view()?;
+        let api = &self.config.api;
         let tls = match &api.tls {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(
                 crate::tls::server_config(t, &self.config.server.certs_dir)
@@ -341,13 +356,14 @@ impl Running {
         let addr = listener.local_addr()?;
         let (status, metrics) = (self.telemetry.clone(), self.telemetry.clone());
         let mut state = crate::api::ApiState::new(
-            store,
+            view.store.clone(),
             Arc::new(move || status.status()),
             Arc::new(move || metrics.prometheus()),
         );
+        *state.stores.write().unwrap_or_else(|e| e.into_inner()) = view;
         state.token = api.token.clone();
         state.reload = reload;
-        state.postgres = postgres;
+        self.api_stores = Some(state.stores.clone());
         let shutdown = self.shutdown.clone();
         let limits = crate::api::server::ServeLimits::default();
         self.tracker.spawn(crate::api::serve_with(
@@ -528,6 +544,14 @@ impl Running {
             tracing::warn!("[api] settings changed: they apply at the next start");
         }
         self.config = config;
+        if let Some(stores) = &self.api_stores {
+            match self.store_view() {
+                Ok(view) => *stores.write().unwrap_or_else(|e| e.into_inner()) = view,
+                Err(e) => tracing::warn!(
+                    "the API keeps reading the store it read before the reload: {e:#}"
+                ),
+            }
+        }
         self.refresh_telemetry();
         // 4. Retired outputs drain once nothing routes to them.
         for h in retired {

@@ -64,10 +64,10 @@ async fn blocking<T: Send + 'static>(
 
 /// A query error as an answer: the parameter at fault and a fitting status.
 fn query_error(state: &ApiState, e: QueryError) -> ApiError {
-    state
-        .stats()
-        .queries_failed
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.with_stats(|s| {
+        s.queries_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    });
     let text = e.to_string();
     match e {
         QueryError::UnknownDatabase { .. } => {
@@ -82,10 +82,7 @@ fn query_error(state: &ApiState, e: QueryError) -> ApiError {
 }
 
 fn counted(state: &ApiState) {
-    state
-        .stats()
-        .queries
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.with_stats(|s| s.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
 }
 
 /// `GET /healthz`.
@@ -108,15 +105,16 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
 /// `GET /api/status`: the daemon's status with the store's counters under `store`.
 pub async fn status(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let mut v = (state.status)();
-    let store = match &state.postgres {
+    let view = state.view();
+    let store = match &view.postgres {
         Some(pg) => serde_json::json!({
             "backend": "postgres",
             "server": pg.target(),
             "counters": pg.stats().json(),
         }),
         None => serde_json::json!({
-            "dir": state.store.dir().display().to_string(),
-            "counters": state.store.stats().json(),
+            "dir": view.store.dir().display().to_string(),
+            "counters": view.store.stats().json(),
         }),
     };
     match &mut v {
@@ -134,7 +132,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&state.stats().prometheus());
+    text.push_str(&state.with_stats(|s| s.prometheus()));
     (
         [(
             header::CONTENT_TYPE,
@@ -147,7 +145,8 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// `GET /api/databases`.
 pub async fn databases(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    if let Some(pg) = &state.postgres {
+    let view = state.view();
+    if let Some(pg) = &view.postgres {
         let _permit = permit(&state).await?;
         let list = pg
             .databases()
@@ -155,7 +154,7 @@ pub async fn databases(State(state): State<ApiState>) -> Result<Json<serde_json:
             .map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(Json(serde_json::json!({ "databases": list })));
     }
-    let dir = state.store.dir().to_path_buf();
+    let dir = view.store.dir().to_path_buf();
     let list = blocking(&state, move || catalog::databases(&dir)).await?;
     Ok(Json(serde_json::json!({ "databases": list })))
 }
@@ -173,13 +172,14 @@ pub async fn tables(
             "missing; e.g. database=test_database",
         )
     })?;
-    let list = match &state.postgres {
+    let view = state.view();
+    let list = match &view.postgres {
         Some(pg) => {
             let _permit = permit(&state).await?;
             pg.tables(&db, state.limits).await
         }
         None => {
-            let dir = state.store.dir().to_path_buf();
+            let dir = view.store.dir().to_path_buf();
             let name = db.clone();
             let timeout = state.limits.timeout;
             blocking(&state, move || catalog::tables(&dir, &name, timeout)).await?
@@ -203,13 +203,14 @@ pub async fn records(
     let q = records::parse_params(&p, now)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, &e.parameter, e.message))?;
     let timeout = state.limits.timeout;
-    let found = match &state.postgres {
+    let view = state.view();
+    let found = match &view.postgres {
         Some(pg) => {
             let _permit = permit(&state).await?;
             pg.records(&q, timeout).await
         }
         None => {
-            let dir = state.store.dir().to_path_buf();
+            let dir = view.store.dir().to_path_buf();
             blocking(&state, move || records::records(&dir, &q, timeout)).await?
         }
     };
@@ -274,13 +275,14 @@ async fn run_query(
 ) -> Result<Response, ApiError> {
     let db = db.unwrap_or_else(|| crate::store::names::DEFAULT_DATABASE.to_string());
     let limits = state.limits;
-    let result: Result<QueryResult, QueryError> = match &state.postgres {
+    let view = state.view();
+    let result: Result<QueryResult, QueryError> = match &view.postgres {
         Some(pg) => {
             let _permit = permit(&state).await?;
             pg.query(&db, &sql, limits).await
         }
         None => {
-            let dir = state.store.dir().to_path_buf();
+            let dir = view.store.dir().to_path_buf();
             blocking(&state, move || query::run(&dir, &db, &sql, limits)).await?
         }
     };

@@ -11,7 +11,8 @@
 //! | `GET /api/query?database=&sql=`, `POST /api/query {"database", "sql"}` | `{"columns", "rows", "truncated"}`, or CSV with `Accept: text/csv` |
 //!
 //! When the store output writes to PostgreSQL (`backend = "postgres"`), the store
-//! endpoints read that server ([`ApiState::postgres`]) with the same answers.
+//! endpoints read that server ([`StoreView::postgres`]) with the same answers; a reload
+//! that changes the store outputs changes what they read ([`ApiState::stores`]).
 //!
 //! Every error is JSON, `{"error": "...", "parameter": "..."}`, where `parameter`
 //! names the query parameter or body field at fault. With a token configured, every
@@ -41,11 +42,22 @@ use tokio_util::sync::CancellationToken;
 /// cannot take every core from ingest.
 pub const MAX_CONCURRENT_QUERIES: usize = 4;
 
-/// What the handlers share: the store, the daemon's callbacks, the token.
+/// The store the records, SQL, databases and tables endpoints read: the first store
+/// output's, so what the API answers is what that output writes.
+#[derive(Clone, Debug)]
+pub struct StoreView {
+    /// The SQLite store (the default store directory when no store output uses one).
+    pub store: Store,
+    /// When the store output writes to PostgreSQL: read it instead of `store`.
+    pub postgres: Option<PgStore>,
+}
+
+/// What the handlers share: the store view, the daemon's callbacks, the token.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The store the records and SQL endpoints read (and whose counters are shown).
-    pub store: Store,
+    /// The store the endpoints read; the daemon swaps it when a reload changes the
+    /// store outputs (a new PostgreSQL URL or TLS settings, another backend).
+    pub stores: Arc<std::sync::RwLock<StoreView>>,
     /// The daemon's status, monitor_agent-like JSON (per input and output).
     pub status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     /// The daemon's metrics in Prometheus text format.
@@ -58,9 +70,6 @@ pub struct ApiState {
     pub permits: Arc<Semaphore>,
     /// `POST /api/reload`: re-reads the config and applies it; None = not offered.
     pub reload: Option<ReloadHook>,
-    /// When the store output writes to PostgreSQL: the records, SQL, databases and
-    /// tables endpoints (and the store counters) use it instead of `store`.
-    pub postgres: Option<PgStore>,
 }
 
 /// Reloads the daemon's config; resolves to what happened, or why it was refused
@@ -72,29 +81,42 @@ pub type ReloadHook = Arc<
 >;
 
 impl ApiState {
-    /// State with default limits and no token; the lead fills the callbacks.
+    /// State reading `store` (SQLite), with default limits and no token; the lead
+    /// fills the callbacks.
     pub fn new(
         store: Store,
         status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
         metrics: Arc<dyn Fn() -> String + Send + Sync>,
     ) -> Self {
-        ApiState {
+        let view = StoreView {
             store,
+            postgres: None,
+        };
+        ApiState {
+            stores: Arc::new(std::sync::RwLock::new(view)),
             status,
             metrics,
             token: None,
             limits: Limits::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             reload: None,
-            postgres: None,
         }
     }
 
-    /// The counters of the store the endpoints read.
-    pub fn stats(&self) -> &crate::store::Stats {
-        match &self.postgres {
-            Some(pg) => pg.stats(),
-            None => self.store.stats(),
+    /// The store to read for one request (a cheap clone: both handles are shared).
+    pub fn view(&self) -> StoreView {
+        self.stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the store counters of the store the endpoints read.
+    pub fn with_stats<R>(&self, f: impl FnOnce(&crate::store::Stats) -> R) -> R {
+        let view = self.view();
+        match &view.postgres {
+            Some(pg) => f(pg.stats()),
+            None => f(view.store.stats()),
         }
     }
 }
@@ -102,8 +124,7 @@ impl ApiState {
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
-            .field("store", &self.store)
-            .field("postgres", &self.postgres)
+            .field("stores", &self.view())
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("limits", &self.limits)
             .finish()

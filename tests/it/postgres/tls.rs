@@ -374,6 +374,11 @@ fn a_server_certificate_from_another_ca_is_refused_and_nothing_is_stored() {
             .contains(&"refused_db".to_string())
             .then_some(())
     });
+    // The API reads through the reloaded settings too, with no restart.
+    assert_eq!(
+        wait_count(api, "refused_db", "select count(*) from readings", 1),
+        1
+    );
 }
 
 #[test]
