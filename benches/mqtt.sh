@@ -60,7 +60,8 @@ echo "mosquitto_sub drained $got: $(rate "$t0" "$t1") msg/s"
 t0=$(date +%s.%N)
 $BIN -c "$D/tp.toml" run 2>>"$D/tp.log" & pids+=($!)
 while true; do
-  a=$(curl -s http://127.0.0.1:24299/metrics 2>/dev/null | awk '/^tidepool_mqtt_acks_total/ {print $NF}')
+  # The API may not listen yet: a refused curl must not end the script (set -e).
+  a=$(curl -s http://127.0.0.1:24299/metrics 2>/dev/null | awk '/^tidepool_mqtt_acks_total/ {print $NF}' || true)
   [ -n "$a" ] && [ "$a" -ge "$N" ] && break
   sleep 0.05
 done
