@@ -87,8 +87,8 @@ pub struct Running {
     telemetry: Arc<Telemetry>,
     /// Where the HTTP API listens, when enabled.
     api_addr: Option<SocketAddr>,
-    /// The store the API reads, swapped when a reload changes the store outputs.
-    api_stores: Option<Arc<std::sync::RwLock<crate::api::StoreView>>>,
+    /// The API's shared state: a reload swaps the store it reads and its token.
+    api_state: Option<crate::api::ApiState>,
 }
 
 /// Binds every input and starts serving. Errors name the listener that failed.
@@ -117,7 +117,7 @@ pub async fn start_with(
         config: config.clone(),
         telemetry: Arc::new(Telemetry::default()),
         api_addr: None,
-        api_stores: None,
+        api_state: None,
     };
     for (i, source) in config.sources.iter().enumerate() {
         let n = i + 1;
@@ -361,9 +361,9 @@ impl Running {
             Arc::new(move || metrics.prometheus()),
         );
         *state.stores.write().unwrap_or_else(|e| e.into_inner()) = view;
-        state.token = api.token.clone();
+        *state.token.write().unwrap_or_else(|e| e.into_inner()) = api.token.clone();
         state.reload = reload;
-        self.api_stores = Some(state.stores.clone());
+        self.api_state = Some(state.clone());
         let shutdown = self.shutdown.clone();
         let limits = crate::api::server::ServeLimits::default();
         self.tracker.spawn(crate::api::serve_with(
@@ -540,13 +540,24 @@ impl Running {
                 timeout,
             )
             .await;
-        if self.config.api != config.api {
-            tracing::warn!("[api] settings changed: they apply at the next start");
+        let (old_api, new_api) = (&self.config.api, &config.api);
+        if (old_api.enabled, old_api.listen, &old_api.tls)
+            != (new_api.enabled, new_api.listen, &new_api.tls)
+        {
+            tracing::warn!(
+                "[api] enabled, listen or tls changed: they apply at the next start (the API keeps serving as it is)"
+            );
+        }
+        if let Some(state) = &self.api_state
+            && old_api.token != new_api.token
+        {
+            *state.token.write().unwrap_or_else(|e| e.into_inner()) = new_api.token.clone();
+            tracing::info!("[api] token changed: applied to the next request");
         }
         self.config = config;
-        if let Some(stores) = &self.api_stores {
+        if let Some(state) = &self.api_state {
             match self.store_view() {
-                Ok(view) => *stores.write().unwrap_or_else(|e| e.into_inner()) = view,
+                Ok(view) => *state.stores.write().unwrap_or_else(|e| e.into_inner()) = view,
                 Err(e) => tracing::warn!(
                     "the API keeps reading the store it read before the reload: {e:#}"
                 ),

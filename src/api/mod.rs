@@ -62,8 +62,9 @@ pub struct ApiState {
     pub status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
     /// The daemon's metrics in Prometheus text format.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
-    /// Bearer token required by every endpoint but `/healthz`, when set.
-    pub token: Option<String>,
+    /// Bearer token required by every endpoint but `/healthz`, when set; a reload
+    /// that changes it applies to the next request (rotation without a restart).
+    pub token: Arc<std::sync::RwLock<Option<String>>>,
     /// Row cap and time limit of SQL queries and records reads.
     pub limits: Limits,
     /// Bounds concurrent queries to [`MAX_CONCURRENT_QUERIES`].
@@ -96,7 +97,7 @@ impl ApiState {
             stores: Arc::new(std::sync::RwLock::new(view)),
             status,
             metrics,
-            token: None,
+            token: Arc::new(std::sync::RwLock::new(None)),
             limits: Limits::default(),
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             reload: None,
@@ -109,6 +110,11 @@ impl ApiState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The bearer token requests must carry now, if any.
+    pub fn required_token(&self) -> Option<String> {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Reads the store counters of the store the endpoints read.
@@ -125,7 +131,7 @@ impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
             .field("stores", &self.view())
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("token", &self.required_token().map(|_| "<set>"))
             .field("limits", &self.limits)
             .finish()
     }
@@ -204,7 +210,7 @@ async fn reload(State(state): State<ApiState>) -> Response {
 
 /// Refuses a request without the configured bearer token (401, JSON).
 async fn auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
+    let Some(token) = state.required_token() else {
         return next.run(req).await;
     };
     let given = req

@@ -142,7 +142,7 @@ async fn start(token: Option<&str>, limits: Limits) -> Server {
         ),
         Arc::new(|| "# TYPE tidepool_frames_total counter\ntidepool_frames_total 7\n".to_string()),
     );
-    state.token = token.map(str::to_string);
+    *state.token.write().unwrap() = token.map(str::to_string);
     state.limits = limits;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

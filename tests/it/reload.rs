@@ -179,3 +179,29 @@ fn a_reload_applies_changed_buffer_settings_to_the_running_buffer() {
     send(&mut conn, "buffered.test", 2, "two");
     assert_eq!(d.wait_records("data/out/buffered.test.jsonl", 2)[1]["n"], 2);
 }
+
+/// Rotating the API token is a reload, not a restart: the old token stops working at
+/// once and the new one is taken.
+#[test]
+fn a_reload_rotates_the_api_token() {
+    let with_token = |token: &str| {
+        config("out").replace(
+            "[api]\nlisten = \"127.0.0.1:0\"",
+            &format!("[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\""),
+        )
+    };
+    let (old, new) = ("old-token-0123456789", "new-token-0123456789");
+    let d = TestDaemon::start(&with_token(old));
+    let api = d.api_addr();
+    let status = |token: &str| {
+        let header = format!("Authorization: Bearer {token}\r\n");
+        http_with_headers(api, "GET", "/api/status", &header).0
+    };
+    assert_eq!(status(old), 200);
+    assert_eq!(status(new), 401);
+    std::fs::write(d.dir.join("tidepool.toml"), with_token(new)).expect("write config");
+    assert!(reload_cmd(&d).status.success());
+    d.wait_log("[api] token changed: applied");
+    assert_eq!(status(old), 401);
+    assert_eq!(status(new), 200);
+}

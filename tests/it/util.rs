@@ -325,10 +325,20 @@ pub fn assert_serves(addr: SocketAddr, tag: &str) {
 
 /// A plain HTTP/1.1 request without a body; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http_with_headers(addr, method, path, "")
+}
+
+/// [`http`] with extra header lines (each ending in `\r\n`).
+pub fn http_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String) {
     let mut s = connect(addr);
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
     let mut raw = String::new();
