@@ -80,6 +80,9 @@ pub struct MqttMetrics {
     /// Batches the pipeline refused (e.g. buffer full with `throw_exception`); their
     /// messages are not acked and come again after a reconnect.
     pub emit_failures: AtomicU64,
+    /// Messages dropped because a single one is bigger than a routed output's whole
+    /// buffer (`total_limit_size`): acked, logged, never storable.
+    pub dropped_too_large: AtomicU64,
     /// Payloads kept raw with `_parse_error`, by reason (`json`, `msgpack`, `too_large`).
     bad_payloads: Mutex<BTreeMap<&'static str, u64>>,
 }

@@ -125,6 +125,7 @@ impl Telemetry {
                 "acks": get(&m.acks),
                 "acks_abandoned": get(&m.acks_abandoned),
                 "emit_failures": get(&m.emit_failures),
+                "dropped_too_large": get(&m.dropped_too_large),
                 "bad_payloads": m.bad_payloads(),
             }));
         }
@@ -332,7 +333,7 @@ impl Telemetry {
 /// The `tidepool_mqtt_*` families, one series per MQTT input (bad payloads also by reason).
 fn mqtt_prometheus(inputs: &[MqttInputInfo], out: &mut String) {
     type Get = fn(&MqttMetrics) -> u64;
-    let counters: [(&str, &str, Get); 9] = [
+    let counters: [(&str, &str, Get); 10] = [
         ("tidepool_mqtt_connected", "gauge", |m| {
             m.connected.load(Ordering::Relaxed)
         }),
@@ -359,6 +360,9 @@ fn mqtt_prometheus(inputs: &[MqttInputInfo], out: &mut String) {
         }),
         ("tidepool_mqtt_emit_failures_total", "counter", |m| {
             m.emit_failures.load(Ordering::Relaxed)
+        }),
+        ("tidepool_mqtt_dropped_too_large_total", "counter", |m| {
+            m.dropped_too_large.load(Ordering::Relaxed)
         }),
     ];
     if inputs.is_empty() {

@@ -744,3 +744,56 @@ fn a_blocked_output_does_not_cost_the_broker_connection() {
         (count(&mqtt_status(&d), "acks") == FILL + FLOOD).then_some(())
     });
 }
+
+/// A burst bigger than the whole buffer is stored message by message, and one message
+/// bigger than the buffer is dropped, logged and counted: neither makes the session
+/// fail and the broker send the same messages again forever.
+#[test]
+fn messages_bigger_together_or_alone_than_the_buffer_do_not_wedge_the_session() {
+    let Some(broker) = Broker::start(None) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&mqtt_source(
+        broker.port,
+        r#"["big/#"]"#,
+        "client_id = \"tidepool-big-test\"",
+    ))
+    .replace(
+        "path = \"out/${tag}.jsonl\"",
+        "path = \"out/${tag}.jsonl\"\n\
+         buffer = { type = \"file\", flush_interval = \"50ms\", total_limit_size = \"64KiB\", \
+         chunk_limit_size = \"8KiB\", overflow_action = \"block\" }",
+    );
+    let mut d = TestDaemon::start_in(dir.path(), &cfg);
+    d.wait_log("subscribed to big/# (qos 1)");
+    d.kill9();
+    // Queued while tidepool is down, so they arrive together at the next start: 200
+    // messages of 1 KiB (≈ 200 KiB together, over the 64 KiB buffer) around one of
+    // 100 KiB that no buffer this size can hold.
+    let mut burst = padded("big/x", 0..100, 1000);
+    burst.push(json_msg(
+        "big/x",
+        serde_json::json!({"seq": 1_000_000, "pad": "x".repeat(100 * 1024)}),
+    ));
+    burst.extend(padded("big/x", 100..200, 1000));
+    publish(broker.port, QoS::AtLeastOnce, &burst);
+    let d = TestDaemon::start_in(dir.path(), &cfg);
+    let out = "data/out/mqtt.big.x.jsonl";
+    let seen = wait_for("the 200 small messages", || {
+        let s = seqs(&d, out);
+        (s.len() == 200).then_some(s)
+    });
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>()
+    );
+    assert!(seen.values().all(|&c| c == 1), "{seen:?}");
+    wait_for("every message acked, the big one too", || {
+        (count(&mqtt_status(&d), "acks") == 201).then_some(())
+    });
+    let status = mqtt_status(&d);
+    assert_eq!(count(&status, "dropped_too_large"), 1, "{status}");
+    assert_eq!(count(&status, "connects"), 1, "{status}");
+    assert!(d.stderr().contains("no buffer can hold"), "{}", d.stderr());
+}

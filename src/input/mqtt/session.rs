@@ -459,6 +459,9 @@ struct Group {
     tag: String,
     entries: Vec<u8>,
     count: u32,
+    /// Where each message's entry ends in `entries`, to emit them one by one when the
+    /// whole group is more than a buffer can ever hold.
+    ends: Vec<usize>,
 }
 
 /// Takes messages as they come, several at a time, and emits them; stops at `halt`
@@ -497,19 +500,10 @@ async fn batch(
         let mut events = 0u64;
         for g in groups {
             events += u64::from(g.count);
-            let batch = Batch {
-                tag: g.tag,
-                entries: Bytes::from(g.entries),
-                count: g.count,
-                signal: Signal::Logs,
-            };
-            match router.emit(batch).await {
-                Ok((_, delivery)) => deliveries.push(delivery),
-                Err(e) => {
-                    src.metrics.emit_failures.fetch_add(1, Ordering::Relaxed);
-                    halt.cancel();
-                    return Err(format!("the pipeline refused a batch: {e}"));
-                }
+            if let Err(e) = emit_group(src, &router, g, &mut deliveries).await {
+                src.metrics.emit_failures.fetch_add(1, Ordering::Relaxed);
+                halt.cancel();
+                return Err(format!("the pipeline refused a batch: {e}"));
             }
         }
         src.metrics.events.fetch_add(events, Ordering::Relaxed);
@@ -523,6 +517,63 @@ async fn batch(
             }
         }
     }
+}
+
+/// Emits one group. A group bigger than an output's whole buffer (`total_limit_size`)
+/// could never be stored, and refusing it would make the broker send it again
+/// forever: it is emitted message by message instead, and a single message bigger
+/// than the buffer is dropped, logged and counted (`dropped_too_large`), as Fluentd
+/// drops a record bigger than its chunk limit. Any other refusal is returned.
+async fn emit_group(
+    src: &Source,
+    router: &crate::pipeline::Router,
+    g: Group,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<(), crate::pipeline::EmitError> {
+    let entries = Bytes::from(g.entries);
+    let whole = Batch {
+        tag: g.tag.clone(),
+        entries: entries.clone(),
+        count: g.count,
+        signal: Signal::Logs,
+    };
+    match router.emit(whole).await {
+        Ok((_, delivery)) => {
+            deliveries.push(delivery);
+            return Ok(());
+        }
+        Err(e) if !is_too_large(&e) => return Err(e),
+        Err(_) => {}
+    }
+    let mut start = 0;
+    for &end in &g.ends {
+        let one = Batch {
+            tag: g.tag.clone(),
+            entries: entries.slice(start..end),
+            count: 1,
+            signal: Signal::Logs,
+        };
+        start = end;
+        match router.emit(one).await {
+            Ok((_, delivery)) => deliveries.push(delivery),
+            Err(e) if is_too_large(&e) => {
+                src.metrics
+                    .dropped_too_large
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    "source #{} (mqtt): dropped a message for tag {} that no buffer can hold: {e}",
+                    src.n,
+                    g.tag
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn is_too_large(e: &crate::pipeline::EmitError) -> bool {
+    matches!(e.error, crate::buffer::AppendError::TooLarge { .. })
 }
 
 /// Turns the messages (drained) into one group per tag, in order of first appearance,
@@ -542,6 +593,7 @@ fn encode(src: &Source, msgs: &mut Vec<Received>, log: &BadPayloadLog) -> (Vec<G
                     tag: tag.clone(),
                     entries: Vec::new(),
                     count: 0,
+                    ends: Vec::new(),
                 });
                 by_tag.insert(tag, groups.len() - 1);
                 groups.len() - 1
@@ -556,6 +608,7 @@ fn encode(src: &Source, msgs: &mut Vec<Received>, log: &BadPayloadLog) -> (Vec<G
                 log.warn(src.n, &p.topic, &bad.detail);
             }
             g.count += 1;
+            g.ends.push(g.entries.len());
         }
         if p.qos != QoS::AtMostOnce {
             owed.push(Ack {
