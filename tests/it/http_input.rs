@@ -492,15 +492,7 @@ fn reload_keeps_the_socket_and_applies_new_keys_to_new_connections() {
         config("write_keys = [\"2/rotated\"]"),
     )
     .expect("new config");
-    let out = tidepool_cmd(&d.dir)
-        .args(["-c", "tidepool.toml", "reload"])
-        .output()
-        .expect("tidepool reload");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.reload_ok();
     d.wait_log("config reloaded");
     // Same port; new connections need the new key.
     let old_key = post(addr, path, &[("X-TD-Write-Key", KEY)], br#"{"n":2}"#);

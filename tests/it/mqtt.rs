@@ -504,15 +504,7 @@ fn reload_restarts_a_changed_source_and_keeps_an_unchanged_one() {
         config(&format!("{keep}\n{second}")),
     )
     .expect("write config");
-    let out = tidepool_cmd(&d.dir)
-        .args(["-c", "tidepool.toml", "reload"])
-        .output()
-        .expect("tidepool reload");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.reload_ok();
     d.wait_log("subscribed to b/# (qos 1)");
     d.wait_log("config reloaded");
     publish(

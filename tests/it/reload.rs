@@ -19,13 +19,6 @@ fn send(s: &mut std::net::TcpStream, tag: &str, n: i64, chunk: &str) {
     );
 }
 
-fn reload_cmd(d: &TestDaemon) -> std::process::Output {
-    tidepool_cmd(&d.dir)
-        .args(["-c", "tidepool.toml", "reload"])
-        .output()
-        .expect("tidepool reload")
-}
-
 #[test]
 fn reload_reroutes_new_events_keeps_connections_and_refuses_a_bad_config() {
     let d = TestDaemon::start(&config("first"));
@@ -34,12 +27,7 @@ fn reload_reroutes_new_events_keeps_connections_and_refuses_a_bad_config() {
     d.wait_records("data/first/reload.test.jsonl", 1);
 
     std::fs::write(d.dir.join("tidepool.toml"), config("second")).expect("write config");
-    let out = reload_cmd(&d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.reload_ok();
     d.wait_log("config reloaded");
     // The same connection, still open, follows the new route.
     send(&mut conn, "reload.test", 2, "two");
@@ -53,7 +41,7 @@ fn reload_reroutes_new_events_keeps_connections_and_refuses_a_bad_config() {
         "[[source]]\ntype = \"forward\"\nlisten = 5\n",
     )
     .expect("write config");
-    let out = reload_cmd(&d);
+    let out = d.reload();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tidepool.toml:3:"), "file:line in {err}");
@@ -162,19 +150,14 @@ fn a_reload_applies_changed_buffer_settings_to_the_running_buffer() {
         "an hour-long flush_interval held the chunk"
     );
     std::fs::write(d.dir.join("tidepool.toml"), with_interval("200ms")).expect("write config");
-    let out = reload_cmd(&d);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.reload_ok();
     d.wait_log("buffer settings changed: applied to the running buffer");
     assert_eq!(d.wait_records("data/out/buffered.test.jsonl", 1)[0]["n"], 1);
     // A changed buffer type cannot apply to a running buffer: said, not silently kept.
     let memory =
         with_interval("200ms").replace("{ flush_interval", "{ type = \"memory\", flush_interval");
     std::fs::write(d.dir.join("tidepool.toml"), memory).expect("write config");
-    assert!(reload_cmd(&d).status.success());
+    d.reload_ok();
     d.wait_log("they apply at the next start");
     send(&mut conn, "buffered.test", 2, "two");
     assert_eq!(d.wait_records("data/out/buffered.test.jsonl", 2)[1]["n"], 2);
@@ -200,7 +183,7 @@ fn a_reload_rotates_the_api_token() {
     assert_eq!(status(old), 200);
     assert_eq!(status(new), 401);
     std::fs::write(d.dir.join("tidepool.toml"), with_token(new)).expect("write config");
-    assert!(reload_cmd(&d).status.success());
+    d.reload_ok();
     d.wait_log("[api] token changed: applied");
     assert_eq!(status(old), 401);
     assert_eq!(status(new), 200);

@@ -65,9 +65,31 @@ pub struct TestDaemon {
     pub addrs: Vec<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// The environment it was started with, for `tidepool reload` to read the config
+    /// the same way.
+    env: Vec<(String, String)>,
 }
 
 impl TestDaemon {
+    /// `tidepool reload` for this daemon (after the test rewrote `tidepool.toml`).
+    pub fn reload(&self) -> std::process::Output {
+        tidepool_cmd(&self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(["-c", "tidepool.toml", "reload"])
+            .output()
+            .expect("tidepool reload")
+    }
+
+    /// [`TestDaemon::reload`], which must succeed.
+    pub fn reload_ok(&self) {
+        let out = self.reload();
+        assert!(
+            out.status.success(),
+            "tidepool reload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Writes `config` as `tidepool.toml` in a fresh temp dir and starts the daemon there.
     pub fn start(config: &str) -> TestDaemon {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -104,6 +126,10 @@ impl TestDaemon {
             addrs: Vec::new(),
             stderr,
             stdout,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.addrs = wait_for("the daemon's listening lines", || {
             if let Some(c) = d.child.as_mut()

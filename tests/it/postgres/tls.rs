@@ -358,16 +358,7 @@ fn a_server_certificate_from_another_ca_is_refused_and_nothing_is_stored() {
     pem_file(tmp.path(), "right-ca.pem", &s.ca_pem);
     let fixed = pg_config("retention = false\ntls = { ca = \"right-ca.pem\" }");
     std::fs::write(tmp.path().join("tidepool.toml"), &fixed).expect("config");
-    let out = tidepool_cmd(tmp.path())
-        .env("TIDEPOOL_PG_URL", &url)
-        .args(["-c", "tidepool.toml", "reload"])
-        .output()
-        .expect("tidepool reload");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    d.reload_ok();
     d.wait_log("config reloaded");
     wait_for("the waiting chunk in PostgreSQL", || {
         schemas(s, "tp_tls_other_ca")
