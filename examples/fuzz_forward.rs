@@ -6,12 +6,15 @@
 //! cargo run --release --example fuzz_forward -- --seconds 600
 //! cargo run --release --example fuzz_forward -- --iterations 1000000 --seed 42
 //! cargo run --release --example fuzz_forward -- --replay tests/data/bad/x.bin
+//! cargo run --example fuzz_forward -- --export-seeds target/fuzz-seeds
 //! ```
 //!
 //! The engine (targets, mutations, the rmpv agreement check, the allocation bound) is
 //! `tests/it/fuzz/` (module docs in `mod.rs`), shared with the short fixed run in `cargo test`; its module docs
 //! define every check. Failing inputs are saved under `--out` (default
 //! `target/fuzz-failures/`); the exit status is 1 when any input failed.
+//! `--export-seeds DIR` writes each target's starting inputs to `DIR/<target>/`, the
+//! seed corpus of the `cargo fuzz` target of the same name (`fuzz/`, RELIABILITY.md).
 
 #[path = "../tests/it/fuzz/mod.rs"]
 mod fuzz;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: fuzz_forward [--seconds S | --iterations N] [--seed S] [--out DIR] [--hang-after S]\n       fuzz_forward --replay FILE..."
+        "usage: fuzz_forward [--seconds S | --iterations N] [--seed S] [--out DIR] [--hang-after S]\n       fuzz_forward --replay FILE...\n       fuzz_forward --export-seeds DIR"
     );
     std::process::exit(2)
 }
@@ -39,6 +42,7 @@ fn main() {
         progress_every: Some(Duration::from_secs(10)),
     };
     let mut replay = Vec::new();
+    let mut export = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -55,8 +59,18 @@ fn main() {
                 cfg.hang_after = Duration::from_secs_f64(s);
             }
             "--replay" => replay.extend(args.by_ref().map(PathBuf::from)),
+            "--export-seeds" => export = Some(PathBuf::from(value())),
             _ => usage(),
         }
+    }
+    if let Some(dir) = export {
+        std::process::exit(match export_seeds(&dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        });
     }
     if !replay.is_empty() {
         let mut failed = 0;
@@ -114,6 +128,29 @@ fn main() {
         );
     }
     std::process::exit(i32::from(report.failure_count > 0));
+}
+
+/// Writes every target's seeds as `dir/<target>/seed-NNNN.bin`, printing the counts.
+fn export_seeds(dir: &std::path::Path) -> Result<(), String> {
+    let seeds = fuzz::Seeds::load();
+    for target in fuzz::Target::ALL {
+        let sub = dir.join(target.name());
+        std::fs::create_dir_all(&sub)
+            .map_err(|e| format!("cannot create {}: {e}", sub.display()))?;
+        let inputs = seeds.of(target);
+        for (i, input) in inputs.iter().enumerate() {
+            let path = sub.join(format!("seed-{i:04}.bin"));
+            std::fs::write(&path, input)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        println!(
+            "{:<10} {} seeds in {}",
+            target.name(),
+            inputs.len(),
+            sub.display()
+        );
+    }
+    Ok(())
 }
 
 fn run_big_stack(

@@ -202,6 +202,16 @@ impl Seeds {
         Seeds { by_target }
     }
 
+    /// The starting inputs of `target` (empty when it has none): what the loop
+    /// mutates, and what `fuzz_forward --export-seeds` writes out as the seed corpus
+    /// of the `cargo fuzz` target of the same name.
+    pub fn of(&self, target: Target) -> &[Vec<u8>] {
+        self.by_target
+            .get(&target)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn pick(&self, target: Target, rng: &mut Rng) -> Vec<u8> {
         match self.by_target.get(&target) {
             Some(v) if !v.is_empty() => v[rng.below(v.len())].clone(),
