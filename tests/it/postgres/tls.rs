@@ -79,7 +79,9 @@ fn shared() -> Option<&'static TlsServer> {
 }
 
 /// A fresh database on the TLS server, for one test.
-fn database(s: &TlsServer, db: &str) {
+/// A fresh database `db` on the TLS server; returns the URL of it as the superuser
+/// over TCP (no `sslmode`: the default, `prefer`).
+fn database(s: &TlsServer, db: &str) -> String {
     block_on(async {
         let (client, conn) =
             tokio_postgres::connect(&s.pg.admin("postgres"), tokio_postgres::NoTls)
@@ -93,6 +95,7 @@ fn database(s: &TlsServer, db: &str) {
             client.batch_execute(&sql).await.expect("create database");
         }
     });
+    format!("postgres://postgres@127.0.0.1:{}/{db}", s.pg.port)
 }
 
 /// Names of the schemas (store databases) in `db`, seen over the socket.
@@ -168,11 +171,7 @@ fn with_the_ca_rows_land_over_tls_and_queries_answer() {
     let Some(s) = shared() else {
         return;
     };
-    database(s, "tp_tls_ok");
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/tp_tls_ok?sslmode=require",
-        s.pg.port
-    );
+    let url = format!("{}?sslmode=require", database(s, "tp_tls_ok"));
     let tmp = tempfile::tempdir().expect("tempdir");
     // `tidepool check` reads the files: first a CA file that is not there.
     std::fs::write(
@@ -310,11 +309,7 @@ fn a_server_certificate_from_another_ca_is_refused_and_nothing_is_stored() {
     let Some(s) = shared() else {
         return;
     };
-    database(s, "tp_tls_other_ca");
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/tp_tls_other_ca",
-        s.pg.port
-    );
+    let url = database(s, "tp_tls_other_ca");
     let tmp = tempfile::tempdir().expect("tempdir");
     pem_file(
         tmp.path(),
@@ -431,11 +426,7 @@ fn without_a_ca_the_server_is_checked_against_public_cas_and_verify_none_must_be
     let Some(s) = shared() else {
         return;
     };
-    database(s, "tp_tls_defaults");
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/tp_tls_defaults",
-        s.pg.port
-    );
+    let url = database(s, "tp_tls_defaults");
     // No tls table, sslmode=prefer (the default): the server offers TLS, so its
     // certificate is checked, against the public CAs; a private CA is not one.
     let default = PgStore::new(&url).expect("store");
