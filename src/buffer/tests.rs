@@ -103,6 +103,26 @@ pub(super) fn config() -> BufferConfig {
     }
 }
 
+/// Appends `entries` to `buf` and waits until their ticket resolved Ok (stored).
+pub(super) async fn stored(buf: &OutputBuffer, key: &str, entries: Bytes, records: u32) {
+    buf.append(key, entries, records)
+        .await
+        .expect("append")
+        .wait()
+        .await
+        .expect("stored");
+}
+
+/// Stores `entries`, queues their chunk now and waits until it is dead-lettered.
+pub(super) async fn stored_until_dead_lettered(buf: &OutputBuffer, entries: Bytes) {
+    stored(buf, "k", entries, 1).await;
+    buf.queue_staged().await;
+    until("dead letter", || {
+        buf.metrics().snapshot().dead_letter_count == 1
+    })
+    .await;
+}
+
 /// Waits until `cond` holds, checking every few milliseconds.
 pub(super) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let wait = async {
@@ -147,12 +167,7 @@ async fn sink_receives_exact_bytes_counts_and_the_chunk_id_on_disk() {
             .unwrap();
         t.wait().await.unwrap();
     }
-    buf.append("td.db.b", Bytes::from_static(b"\x92\x09\x80"), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "td.db.b", Bytes::from_static(b"\x92\x09\x80"), 1).await;
     assert_eq!(chunk_ids(dir.path(), FileState::Staged).len(), 2);
     buf.queue_staged().await;
     let on_disk = chunk_ids(dir.path(), FileState::Queued);
@@ -224,12 +239,7 @@ async fn a_failing_sink_is_retried_with_the_same_id_until_it_accepts() {
     let buf = OutputBuffer::open("out", &config(), dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(1), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(1), 1).await;
     buf.queue_staged().await;
     let queued = chunk_ids(dir.path(), FileState::Queued);
     s.open_gate();
@@ -252,17 +262,7 @@ async fn retries_exhausted_go_to_dead_letter() {
     let buf = OutputBuffer::open("out", &cfg, dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(1), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.queue_staged().await;
-    until("dead letter", || {
-        buf.metrics().snapshot().dead_letter_count == 1
-    })
-    .await;
+    stored_until_dead_lettered(&buf, batch(1)).await;
     assert_eq!(s.sink.attempts.load(Ordering::SeqCst), 3);
     let dl = dead_letter::dead_letter_dir(dir.path());
     let names: Vec<String> = std::fs::read_dir(&dl)
@@ -288,17 +288,7 @@ async fn one_dead_letter(
     let buf = OutputBuffer::open(name, cfg, dir, s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", entries, 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.queue_staged().await;
-    until("dead letter", || {
-        buf.metrics().snapshot().dead_letter_count == 1
-    })
-    .await;
+    stored_until_dead_lettered(&buf, entries).await;
     (buf, s)
 }
 
@@ -315,12 +305,7 @@ async fn permanent_error_dead_letters_and_cli_requeue_delivers_it() {
     let buf = OutputBuffer::open("td", &config(), &dir, s.sink.clone())
         .await
         .unwrap();
-    buf.append("td.db.t", batch(7), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "td.db.t", batch(7), 1).await;
     buf.queue_staged().await;
     let id = chunk_ids(&dir, FileState::Queued)[0];
     s.open_gate();
@@ -373,12 +358,7 @@ async fn cli_lists_queued_chunks_with_retries_and_last_error() {
     let buf = OutputBuffer::open("store", &cfg, &dir, s.sink.clone())
         .await
         .unwrap();
-    buf.append("td.db.t", batch(1), 5)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "td.db.t", batch(1), 5).await;
     buf.queue_staged().await;
     until("a failed attempt", || {
         buf.metrics().snapshot().retry_count == 1
@@ -415,18 +395,8 @@ async fn restart_keeps_unflushed_chunks_with_their_id_and_retry_count() {
     let buf = OutputBuffer::open("out", &config(), dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(1), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.append("k", batch(2), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(1), 1).await;
+    stored(&buf, "k", batch(2), 1).await;
     buf.queue_staged().await;
     let id = chunk_ids(dir.path(), FileState::Queued)[0];
     until("a failed attempt", || {
@@ -538,18 +508,8 @@ async fn memory_buffer_acks_at_once_and_delivers() {
     let buf = OutputBuffer::open("mem", &cfg, dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(1), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.append("k", batch(2), 2)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(1), 1).await;
+    stored(&buf, "k", batch(2), 2).await;
     let mut entries = Vec::new();
     let mut records = 0;
     while records < 3 {
@@ -613,12 +573,7 @@ async fn interval_and_never_policies_ack_after_the_write() {
         let buf = OutputBuffer::open("out", &cfg, dir.path(), s.sink.clone())
             .await
             .unwrap();
-        buf.append("k", batch(1), 1)
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        stored(&buf, "k", batch(1), 1).await;
         assert_eq!(&s.recv().await.entries[..], &batch(1)[..]);
         buf.shutdown(PATIENCE).await;
     }
@@ -666,6 +621,8 @@ async fn no_inbox_scan_moves_a_file_once_shutdown_returned() {
         let buf = buf.clone();
         tokio::spawn(async move { buf.shutdown(PATIENCE).await })
     };
+    // Released before shutdown began, the scan would rightly run for a live buffer.
+    until("shutdown to begin", || shared.closed.load(Ordering::SeqCst)).await;
     let cmd = BufferCommand::DeadLetter(DeadLetterCommand::Requeue {
         target: "ALL".into(),
         output: None,

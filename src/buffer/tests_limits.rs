@@ -2,7 +2,7 @@
 //! batches and keys, and the bound on open staged files.
 
 use super::chunk_file::FileState;
-use super::tests::{batch, chunk_ids, config, sink, until};
+use super::tests::{batch, chunk_ids, config, sink, stored, until};
 use super::*;
 use crate::config::{BufferConfig, OverflowAction};
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Two one-record chunks fill the buffer; the gate keeps them there.
-fn tight(overflow: OverflowAction) -> BufferConfig {
+pub(super) fn tight(overflow: OverflowAction) -> BufferConfig {
     BufferConfig {
         chunk_limit_records: Some(1),
         total_limit_size: 2 * (12 + 13 + 36 + 1 + 4) + 10,
@@ -35,12 +35,7 @@ async fn block_stalls_an_append_until_the_sink_drains() {
         .unwrap(),
     );
     for i in 0..2 {
-        buf.append("k", batch(i), 1)
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        stored(&buf, "k", batch(i), 1).await;
     }
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let third = {
@@ -78,12 +73,7 @@ async fn throw_exception_refuses_a_batch_when_full_and_accepts_after_a_flush() {
         .await
         .unwrap();
     for i in 0..2 {
-        buf.append("k", batch(i), 1)
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        stored(&buf, "k", batch(i), 1).await;
     }
     let err = buf.append("k", batch(2), 1).await.unwrap_err();
     assert_eq!(err, AppendError::Full("out".into()));
@@ -93,12 +83,7 @@ async fn throw_exception_refuses_a_batch_when_full_and_accepts_after_a_flush() {
         buf.metrics().snapshot().flush_count == 2
     })
     .await;
-    buf.append("k", batch(2), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(2), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,28 +94,13 @@ async fn drop_oldest_chunk_drops_a_queued_chunk_not_the_one_being_flushed() {
     let buf = OutputBuffer::open("out", &cfg, dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(0), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(0), 1).await;
     until("the first chunk in flight", || {
         s.sink.attempts.load(Ordering::SeqCst) == 1
     })
     .await;
-    buf.append("k", batch(1), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    buf.append("k", batch(2), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(1), 1).await;
+    stored(&buf, "k", batch(2), 1).await;
     let m = buf.metrics().snapshot();
     assert_eq!((m.dropped_chunks, m.dropped_records), (1, 1));
     s.open_gate();
@@ -168,12 +138,7 @@ async fn oversized_batches_and_keys_are_refused() {
     let long = "k".repeat(70_000);
     let err = buf.append(&long, batch(1), 1).await.unwrap_err();
     assert_eq!(err, AppendError::KeyTooLong(70_000));
-    buf.append("k", Bytes::new(), 0)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", Bytes::new(), 0).await;
     assert_eq!(buf.metrics().snapshot().emit_count, 0);
 }
 
@@ -184,22 +149,12 @@ async fn enospc_fails_the_append_cuts_the_torn_write_and_recovers() {
     let buf = OutputBuffer::open("out", &config(), dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(1), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(1), 1).await;
     buf.shared().inject_enospc.store(1, Ordering::SeqCst);
     let err = buf.append("k", batch(2), 1).await.unwrap().wait().await;
     assert_eq!(err, Err(AppendError::NoSpace("out".into())));
     // The disk counts as full now: under `block` the next append waits, then goes in.
-    buf.append("k", batch(3), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(3), 1).await;
     let m = buf.metrics().snapshot();
     assert_eq!(
         (m.write_errors, m.blocked_appends, m.acked_appends),
@@ -239,12 +194,7 @@ async fn many_keys_keep_a_bounded_number_of_staged_files_open() {
     let keys = commit::MAX_STAGED_FILES + 44;
     for i in 0..keys {
         let key = format!("td.db.table{i}");
-        buf.append(&key, batch(i), 1)
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        stored(&buf, &key, batch(i), 1).await;
     }
     // Tickets resolve before the round renames its retired chunks; wait for that.
     until("chunks beyond the bound queued", || {

@@ -1,6 +1,7 @@
 //! Settings changed by a reload reach a running buffer (`OutputBuffer::reconfigure`).
 
-use super::tests::{batch, config, sink, until};
+use super::tests::{batch, config, sink, stored, until};
+use super::tests_limits::tight;
 use super::*;
 use crate::config::{BufferConfig, BufferKind, OverflowAction};
 use std::sync::Arc;
@@ -16,12 +17,7 @@ async fn shorter_flush_interval_flushes_a_staged_chunk(kind: BufferKind) {
     let buf = OutputBuffer::open("out", &slow, dir.path(), s.sink.clone())
         .await
         .unwrap();
-    buf.append("k", batch(3), 1)
-        .await
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    stored(&buf, "k", batch(3), 1).await;
     if kind == BufferKind::Memory {
         // The timer's first round and the one the new chunk woke: by then it sleeps
         // until the chunk's hour-long deadline.
@@ -53,25 +49,14 @@ async fn a_shorter_flush_interval_applies_to_staged_memory_chunks() {
 async fn a_larger_total_limit_releases_a_blocked_append() {
     let dir = tempfile::tempdir().unwrap();
     let s = sink(false);
-    let tight = BufferConfig {
-        chunk_limit_records: Some(1),
-        total_limit_size: 2 * (12 + 13 + 36 + 1 + 4) + 10,
-        overflow_action: OverflowAction::Block,
-        flush_thread_count: 1,
-        ..config()
-    };
+    let tight = tight(OverflowAction::Block);
     let buf = Arc::new(
         OutputBuffer::open("out", &tight, dir.path(), s.sink.clone())
             .await
             .unwrap(),
     );
     for i in 0..2 {
-        buf.append("k", batch(i), 1)
-            .await
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        stored(&buf, "k", batch(i), 1).await;
     }
     let third = {
         let buf = Arc::clone(&buf);
