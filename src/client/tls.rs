@@ -4,8 +4,7 @@
 use crate::config::TlsVersion;
 use crate::tls::ServerCheck;
 use anyhow::{Context, bail};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,22 +68,7 @@ pub fn client_config(tls: &ClientTls) -> anyhow::Result<Arc<rustls::ClientConfig
         let Some(ca_file) = &tls.ca_file else {
             bail!("TLS needs a CA file to pin (ca_file), or insecure for testing");
         };
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca_file)
-            .with_context(|| format!("reading CA file {}", ca_file.display()))?;
-        for cert in certs {
-            let cert =
-                cert.with_context(|| format!("parsing PEM in CA file {}", ca_file.display()))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("adding a CA from {}", ca_file.display()))?;
-        }
-        if roots.is_empty() {
-            bail!(
-                "CA file {} holds no CERTIFICATE block: pass the CA's PEM",
-                ca_file.display()
-            );
-        }
+        let roots = crate::tls::root_store(ca_file, "CA file")?;
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(config))

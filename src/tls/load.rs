@@ -155,14 +155,15 @@ fn decrypt(
     }
 }
 
-/// Loads a CA bundle for client-certificate checks into a root store.
-pub(crate) fn client_roots(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
-    let certs = cert_chain(path).map_err(|e| anyhow!("tls.client_ca: {e:#}"))?;
+/// Loads a CA bundle (every certificate of a PEM file) into a root store, for the
+/// setting named `setting` (`tls.client_ca`, `tls.ca`, ...), which errors name.
+pub(crate) fn root_store(path: &Path, setting: &str) -> anyhow::Result<rustls::RootCertStore> {
+    let certs = cert_chain(path).map_err(|e| anyhow!("{setting}: {e:#}"))?;
     let mut roots = rustls::RootCertStore::empty();
     for (index, cert) in certs.into_iter().enumerate() {
         roots.add(cert).map_err(|e| {
             anyhow!(
-                "tls.client_ca {}: certificate #{} cannot be a trust anchor: {e}",
+                "{setting} {}: certificate #{} cannot be a trust anchor: {e}",
                 path.display(),
                 index + 1
             )

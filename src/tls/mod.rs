@@ -31,7 +31,7 @@ pub use generate::{
 };
 pub use info::{DEFAULT_C_NAME, c_header, describe};
 /// The PEM loaders, for clients that present or check certificates (the PostgreSQL store).
-pub(crate) use load::{cert_chain, private_key};
+pub(crate) use load::{cert_chain, private_key, root_store};
 pub use names::default_names;
 /// Verifiers for clients that check a server less (or differently) than WebPKI.
 pub(crate) use verify::ServerCheck;
@@ -98,7 +98,7 @@ pub fn server_config(
         .context("the ring crypto provider rejected the TLS version range")?;
     let builder = match &tls.client_ca {
         Some(ca_path) => {
-            let roots = load::client_roots(ca_path)?;
+            let roots = load::root_store(ca_path, "tls.client_ca")?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| anyhow!("tls.client_ca {}: {e}", ca_path.display()))?;

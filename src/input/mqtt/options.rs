@@ -66,17 +66,7 @@ fn client_config(tls: &MqttTlsConfig, host: &str) -> anyhow::Result<Arc<rustls::
         Some(p) => p.clone(),
         None => system_bundle()?,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let anchors = crate::tls::cert_chain(&ca_path).map_err(|e| anyhow!("tls.ca: {e:#}"))?;
-    for (i, cert) in anchors.into_iter().enumerate() {
-        roots.add(cert).map_err(|e| {
-            anyhow!(
-                "tls.ca {}: certificate #{} cannot be a trust anchor: {e}",
-                ca_path.display(),
-                i + 1
-            )
-        })?;
-    }
+    let roots = crate::tls::root_store(&ca_path, "tls.ca")?;
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
         .context("choosing TLS versions")?;

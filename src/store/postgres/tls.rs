@@ -77,7 +77,10 @@ impl PgTls {
             PgVerify::None => (Arc::new(ServerCheck::any(algs)), Anchors::Unchecked),
             PgVerify::Full | PgVerify::Ca => {
                 let (roots, anchors) = match ca {
-                    Some(path) => (roots_from(&path)?, Anchors::File(path)),
+                    Some(path) => (
+                        crate::tls::root_store(&path, "tls.ca")?,
+                        Anchors::File(path),
+                    ),
                     // Chain-only against every public CA would take any public
                     // certificate; the config refuses it too.
                     None if verify == PgVerify::Ca => {
@@ -133,22 +136,6 @@ impl PgTls {
             a => format!("server certificate must lead to {a}"),
         }
     }
-}
-
-/// Every certificate of the `tls.ca` PEM bundle as a trust anchor.
-fn roots_from(path: &std::path::Path) -> anyhow::Result<rustls::RootCertStore> {
-    let certs = crate::tls::cert_chain(path).map_err(|e| anyhow!("tls.ca: {e:#}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for (index, cert) in certs.into_iter().enumerate() {
-        roots.add(cert).map_err(|e| {
-            anyhow!(
-                "tls.ca {}: certificate #{} cannot be a trust anchor: {e}",
-                path.display(),
-                index + 1
-            )
-        })?;
-    }
-    Ok(roots)
 }
 
 impl<S> MakeTlsConnect<S> for PgTls
