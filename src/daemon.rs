@@ -315,8 +315,14 @@ impl Running {
             .outputs
             .handles()
             .find_map(|h| h.output.get().as_store().map(|s| s.backend().clone()));
-        let default_store =
-            || crate::store::Store::open(crate::store::store_dir(&self.config.server.data_dir));
+        // The default store the API already reads is kept (with its counters).
+        let default_store = || {
+            let dir = crate::store::store_dir(&self.config.server.data_dir);
+            match self.api_state.as_ref().map(|a| a.view().store) {
+                Some(store) if store.dir() == dir => Ok(store),
+                _ => crate::store::Store::open(dir),
+            }
+        };
         Ok(match backend {
             Some(StoreBackend::Sqlite(store)) => crate::api::StoreView {
                 store,
@@ -356,11 +362,10 @@ impl Running {
         let addr = listener.local_addr()?;
         let (status, metrics) = (self.telemetry.clone(), self.telemetry.clone());
         let mut state = crate::api::ApiState::new(
-            view.store.clone(),
+            view,
             Arc::new(move || status.status()),
             Arc::new(move || metrics.prometheus()),
         );
-        *state.stores.write().unwrap_or_else(|e| e.into_inner()) = view;
         *state.token.write().unwrap_or_else(|e| e.into_inner()) = api.token.clone();
         state.reload = reload;
         self.api_state = Some(state.clone());

@@ -81,18 +81,24 @@ pub type ReloadHook = Arc<
         + Sync,
 >;
 
+impl From<Store> for StoreView {
+    fn from(store: Store) -> Self {
+        StoreView {
+            store,
+            postgres: None,
+        }
+    }
+}
+
 impl ApiState {
-    /// State reading `store` (SQLite), with default limits and no token; the lead
-    /// fills the callbacks.
+    /// State reading `view` (a SQLite [`Store`] converts into one), with default
+    /// limits and no token; the lead fills the callbacks.
     pub fn new(
-        store: Store,
+        view: impl Into<StoreView>,
         status: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
         metrics: Arc<dyn Fn() -> String + Send + Sync>,
     ) -> Self {
-        let view = StoreView {
-            store,
-            postgres: None,
-        };
+        let view = view.into();
         ApiState {
             stores: Arc::new(std::sync::RwLock::new(view)),
             status,

@@ -106,12 +106,11 @@ impl Resolver<'_, '_, '_> {
                     Ok(c) if !c.get_hosts().is_empty() => {
                         let tls = match &raw.tls {
                             Some(t) => {
-                                let tls = self.pg_tls(t, &c, &format!("{path}.tls"));
-                                if tls.is_none() {
+                                let Some(tls) = self.pg_tls(t, &c, &format!("{path}.tls")) else {
                                     *ok = false;
                                     return None;
-                                }
-                                tls
+                                };
+                                Some(tls)
                             }
                             None => None,
                         };
